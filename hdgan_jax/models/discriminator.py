@@ -1,0 +1,69 @@
+"""Multi-scale PatchGAN discriminators D1..Dk (paper Sec. 3.2).
+
+Every discriminator returns all of its intermediate features (for the feature
+matching loss, Eq. 4) with the prediction map last. Scale modules keep the
+original's names, ``scale{i}``, and its quirk that the full-resolution output
+(index 0) comes from ``scale{num_D-1}``, so checkpoints map one to one.
+"""
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from hdgan_jax.models import layers
+
+_KW = 4
+_PADW = 2  # int(ceil((4 - 1) / 2)): sizes go 64 -> 33 -> 17 -> 9 -> 10 -> 11
+
+
+class NLayerDiscriminator(nn.Module):
+  """PatchGAN with ``n_layers`` stride-2 layers, then two stride-1 layers.
+
+  Returns a list of ``n_layers + 2`` NHWC feature maps; the last is the
+  one-channel prediction (raw scores: LSGAN targets or vanilla GAN logits).
+  """
+  ndf: int = 64
+  n_layers: int = 3
+  norm: str = 'instance'
+  train: bool = False
+  dtype: layers.Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    feats = []
+    nf = self.ndf
+    h = layers.Conv(nf, _KW, 2, _PADW, self.dtype, name='layer0')(x)
+    feats.append(nn.leaky_relu(h, 0.2))
+    for j in range(1, self.n_layers + 1):
+      nf = min(nf * 2, 512)
+      stride = 2 if j < self.n_layers else 1
+      h = layers.Conv(nf, _KW, stride, _PADW, self.dtype, name=f'layer{j}')(feats[-1])
+      h = layers.Norm(self.norm, self.train, name=f'layer{j}_norm')(h)
+      feats.append(nn.leaky_relu(h, 0.2))
+    j = self.n_layers + 1
+    feats.append(layers.Conv(1, _KW, 1, _PADW, self.dtype, name=f'layer{j}')(feats[-1]))
+    return feats
+
+
+class MultiscaleDiscriminator(nn.Module):
+  """``num_D`` identical PatchGANs on an average-pooled image pyramid.
+
+  Returns a list over scales, full resolution first; each entry is the list of
+  that discriminator's features.
+  """
+  ndf: int = 64
+  n_layers: int = 3
+  num_D: int = 3
+  norm: str = 'instance'
+  train: bool = False
+  dtype: layers.Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    nets = [NLayerDiscriminator(self.ndf, self.n_layers, self.norm, self.train,
+                                self.dtype, name=f'scale{i}') for i in range(self.num_D)]
+    result = []
+    for k in range(self.num_D):
+      result.append(nets[self.num_D - 1 - k](x))
+      if k != self.num_D - 1:
+        x = layers.avg_pool_3x3_s2(x)
+    return result

@@ -1,0 +1,171 @@
+"""Building blocks shared by pix2pixHD's networks, exact to PyTorch's semantics.
+
+Everything is NHWC. Each layer reproduces one PyTorch primitive bit for bit
+(up to float rounding) so converted NVIDIA checkpoints give NVIDIA's images:
+
+* :class:`Conv` pads explicitly and symmetrically. ``padding='SAME'`` would pad a
+  stride-2 conv as (0, 1) where PyTorch pads (1, 1).
+* :class:`ConvTranspose` is ``nn.ConvTranspose2d(k, s=2, padding=p,
+  output_padding=op)``: the stored kernel keeps PyTorch's orientation
+  (kH, kW, in, out) and is flipped at call time, then run as a convolution of the
+  2x dilated input, padded (k-1-p, k-1-p+op).
+* :func:`instance_norm` is ``nn.InstanceNorm2d(affine=False)``: biased variance,
+  eps 1e-5, no running statistics.
+* :func:`avg_pool_3x3_s2` is ``nn.AvgPool2d(3, 2, 1, count_include_pad=False)``.
+"""
+
+import functools
+import math
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+# pix2pixHD's weights_init draws every conv weight from N(0, 0.02).
+conv_kernel_init = nn.initializers.normal(stddev=0.02)
+
+
+def torch_bias_init(fan_in: int):
+  """PyTorch's default conv bias init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+
+  The original only re-initialises weights, so biases keep this default.
+  """
+  bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
+
+
+def reflect_pad(x: jax.Array, p: int) -> jax.Array:
+  """``nn.ReflectionPad2d(p)`` on an NHWC tensor."""
+  return jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode='reflect')
+
+
+class Conv(nn.Module):
+  """``nn.Conv2d`` with symmetric zero padding ``padding`` on both sides."""
+  features: int
+  kernel_size: int
+  strides: int = 1
+  padding: int = 0
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    k, cin = self.kernel_size, x.shape[-1]
+    kernel = self.param('kernel', conv_kernel_init, (k, k, cin, self.features))
+    bias = self.param('bias', torch_bias_init(cin * k * k), (self.features,))
+    x = x.astype(self.dtype)
+    y = jax.lax.conv_general_dilated(
+        x, kernel.astype(self.dtype), (self.strides, self.strides),
+        ((self.padding, self.padding), (self.padding, self.padding)),
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return y + bias.astype(self.dtype)
+
+
+class ConvTranspose(nn.Module):
+  """``nn.ConvTranspose2d(k, stride 2, padding, output_padding)`` exactly.
+
+  The kernel is stored as (kH, kW, in, out), PyTorch's (in, out, kH, kW)
+  moved to the back, so converting a checkpoint is a pure transpose.
+  """
+  features: int
+  kernel_size: int = 3
+  strides: int = 2
+  padding: int = 1
+  output_padding: int = 1
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    k, cin = self.kernel_size, x.shape[-1]
+    kernel = self.param('kernel', conv_kernel_init, (k, k, cin, self.features))
+    # PyTorch computes a transposed conv's fan_in from weight.size(1) = out.
+    bias = self.param('bias', torch_bias_init(self.features * k * k),
+                      (self.features,))
+    lo = k - 1 - self.padding
+    hi = lo + self.output_padding
+    y = jax.lax.conv_general_dilated(
+        x.astype(self.dtype), kernel[::-1, ::-1].astype(self.dtype), (1, 1),
+        ((lo, hi), (lo, hi)), lhs_dilation=(self.strides, self.strides),
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return y + bias.astype(self.dtype)
+
+
+def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
+  """``nn.InstanceNorm2d(affine=False)``: per sample and channel over H, W.
+
+  Statistics are taken in float32 even under a low-precision compute dtype.
+  """
+  xf = x.astype(jnp.float32)
+  mean = jnp.mean(xf, axis=(1, 2), keepdims=True)
+  var = jnp.mean(jnp.square(xf - mean), axis=(1, 2), keepdims=True)
+  return ((xf - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)
+
+
+class Norm(nn.Module):
+  """The ``--norm`` option: 'instance' (no parameters) or 'batch'.
+
+  'batch' is ``nn.BatchNorm2d(affine=True)`` with the original's init
+  (scale ~ N(1, 0.02), bias 0) and PyTorch's momentum 0.1; running statistics
+  live in the ``batch_stats`` collection and are used when ``train`` is False.
+  """
+  kind: str = 'instance'
+  train: bool = False
+
+  @nn.compact
+  def __call__(self, x):
+    if self.kind == 'instance':
+      return instance_norm(x)
+    if self.kind == 'batch':
+      scale_init = lambda k, s, d=jnp.float32: 1.0 + 0.02 * jax.random.normal(k, s, d)
+      return nn.BatchNorm(use_running_average=not self.train, momentum=0.9,
+                          epsilon=1e-5, scale_init=scale_init,
+                          name='bn')(x)
+    raise ValueError(f"model.norm={self.kind!r} is not known; use 'instance' or 'batch'")
+
+
+def avg_pool_3x3_s2(x: jax.Array) -> jax.Array:
+  """``nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)``.
+
+  The window sum is divided by the number of real pixels under the window,
+  so border outputs are not darkened by the zero padding.
+  """
+  pad = ((0, 0), (1, 1), (1, 1), (0, 0))
+  pool = functools.partial(jax.lax.reduce_window, init_value=0.0,
+                           computation=jax.lax.add,
+                           window_dimensions=(1, 3, 3, 1),
+                           window_strides=(1, 2, 2, 1), padding=pad)
+  total = pool(x.astype(jnp.float32))
+  count = pool(jnp.ones((1,) + x.shape[1:3] + (1,), jnp.float32))
+  return (total / count).astype(x.dtype)
+
+
+class ResnetBlock(nn.Module):
+  """pix2pixHD's residual block: x + [pad, conv3, norm, relu, pad, conv3, norm](x)."""
+  dim: int
+  norm: str = 'instance'
+  train: bool = False
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    h = Conv(self.dim, 3, dtype=self.dtype, name='conv_0')(reflect_pad(x, 1))
+    h = nn.relu(Norm(self.norm, self.train, name='norm_0')(h))
+    h = Conv(self.dim, 3, dtype=self.dtype, name='conv_1')(reflect_pad(h, 1))
+    h = Norm(self.norm, self.train, name='norm_1')(h)
+    return x + h
+
+
+def resolve_dtype(name: Optional[str]):
+  """Maps the config's dtype string to a jnp dtype, with a clear error."""
+  table = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
+  if name is None:
+    return jnp.float32
+  if name not in table:
+    raise ValueError(f'model.dtype={name!r} is not supported; use one of {sorted(table)}')
+  return table[name]
