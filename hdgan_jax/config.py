@@ -37,8 +37,35 @@ def model_config() -> ml_collections.ConfigDict:
   return m
 
 
+def data_config() -> ml_collections.ConfigDict:
+  """Dataset and preprocessing options (the original's names where it has them)."""
+  d = ml_collections.ConfigDict()
+  d.source = 'demo'          # 'cityscapes' | 'folder' | 'tfds' | 'demo'
+  d.root = ''                # dataset root directory (the original's --dataroot)
+  d.phase = 'train'          # split / folder prefix: {phase}_label, {phase}_img, ...
+  d.palette = ''             # '' = label maps hold ids; 'cityscapes' or a JSON/CSV file
+  d.tfds_name = 'cityscapes'  # tfds dataset name when source == 'tfds'
+  d.tfds_data_dir = ''       # tfds data_dir ('' = tfds default)
+  d.resize_or_crop = 'scale_width'  # resize_and_crop | crop | scale_width | scale_width_and_crop | none
+  d.loadSize = 1024          # scale images to this size
+  d.fineSize = 512           # then crop to this size
+  d.no_flip = False          # True: no horizontal flip augmentation
+  d.load_features = False    # read precomputed {phase}_feat maps
+  d.max_dataset_size = 0     # 0 = all examples
+  d.num_workers = 2          # grain worker processes (0 = in the main process)
+  d.prefetch = 2             # batches buffered per worker
+  d.check = 'sample'         # data check at start: 'off' | 'sample' | 'full'
+  d.demo_num_images = 64     # size of the built-in demo dataset
+  d.demo_height = 64         # size the demo scenes are rendered at
+  d.demo_width = 128
+  return d
+
+
 def get_config() -> ml_collections.ConfigDict:
-  """Full default config: model options plus run-level settings."""
+  """Full default config: model, data, optimisation and run-level settings."""
   c = ml_collections.ConfigDict()
   c.model = model_config()
+  c.data = data_config()
+  c.seed = 0
+  c.batch_size = 1           # global batch (the original's --batchSize)
   return c
