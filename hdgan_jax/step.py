@@ -1,0 +1,228 @@
+"""The train state and the one pure train step ``(state, batch, rng) -> (state, metrics)``.
+
+One step does what one iteration of the original does: G produces the fake,
+the multi-scale D scores real and fake, G is updated on GAN + feature matching
++ perceptual losses and D on 0.5 (real + fake), both against the same D weights.
+The original runs D on the fake twice (detached for D, attached for G); here D
+runs once on [real; fake] and the two losses are pulled back through one VJP
+each, which gives the same gradients (``tests/test_step.py`` proves it).
+
+Progressive training: with ``niter_fix_global`` the global part G1 of a local
+generator is held (zero updates, Adam moments untouched) for that many epochs
+while its enhancers train; the original instead rebuilds Adam afterwards and
+loses the enhancers' moments.
+"""
+
+import functools
+from typing import Any, Callable, Dict, NamedTuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from hdgan_jax import losses, models
+from hdgan_jax.models import vgg
+
+PyTree = Any
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  g_params: PyTree          # {'G': ..., ['E': ...]}
+  d_params: PyTree
+  g_opt: PyTree
+  d_opt: PyTree
+
+
+def lr_schedule(config, steps_per_epoch: int) -> Callable[[jax.Array], jax.Array]:
+  """The original's schedule: lr for ``niter`` epochs, then linear decay over ``niter_decay``.
+
+  Like the original, epoch niter + 1 still runs at the full rate and the decay
+  is applied per epoch, not per step.
+  """
+  def fn(step):
+    epoch = step // max(steps_per_epoch, 1)
+    k = jnp.maximum(epoch - config.niter, 0)
+    frac = 1.0 - k / max(config.niter_decay, 1)
+    return config.lr * jnp.clip(frac, 0.0, 1.0)
+  return fn
+
+
+class HoldState(NamedTuple):
+  count: jax.Array
+  inner: PyTree
+
+
+def hold_until(inner: optax.GradientTransformation, start_step: int) -> optax.GradientTransformation:
+  """Zero updates and a frozen inner state before ``start_step``, then ``inner``."""
+  def init(params):
+    return HoldState(jnp.zeros([], jnp.int32), inner.init(params))
+
+  def update(updates, state, params=None):
+    new_updates, new_inner = inner.update(updates, state.inner, params)
+    active = state.count >= start_step
+    pick = lambda a, b: jax.tree_util.tree_map(lambda x, y: jnp.where(active, x, y), a, b)
+    out = pick(new_updates, jax.tree_util.tree_map(jnp.zeros_like, new_updates))
+    return out, HoldState(state.count + 1, pick(new_inner, state.inner))
+  return optax.GradientTransformation(init, update)
+
+
+def _adam(config, schedule, hold_steps: int = 0):
+  adam = optax.scale_by_adam(config.beta1, config.beta2, eps=1e-8)
+  if hold_steps > 0:
+    adam = hold_until(adam, hold_steps)
+  return optax.chain(adam, optax.scale_by_schedule(lambda s: -schedule(s)))
+
+
+def make_optimizers(config, steps_per_epoch: int):
+  """(G optimizer, D optimizer): Adam(lr, beta1, beta2) with the original's schedule."""
+  schedule = lr_schedule(config, steps_per_epoch)
+  fix = config.niter_fix_global * steps_per_epoch if config.model.netG == 'local' else 0
+  if fix <= 0:
+    g_tx = _adam(config, schedule)
+  else:
+    def labels(params):
+      out = jax.tree_util.tree_map(lambda _: 'rest', params)
+      out['G']['global'] = jax.tree_util.tree_map(lambda _: 'g1', params['G']['global'])
+      return out
+    g_tx = optax.multi_transform({'g1': _adam(config, schedule, fix), 'rest': _adam(config, schedule)},
+                                 labels)
+  return g_tx, _adam(config, schedule)
+
+
+class Nets(NamedTuple):
+  """The modules and fixed pieces one step needs (static under jit)."""
+  G: Any
+  D: Any
+  E: Any
+  vgg: Any
+  vgg_vars: Any
+  vgg_source: str
+  g_tx: Any
+  d_tx: Any
+  steps_per_epoch: int
+
+
+def build(config, steps_per_epoch: int) -> Nets:
+  m = config.model
+  if m.norm != 'instance':
+    raise NotImplementedError(
+        f"training with model.norm={m.norm!r} is not supported (the fused step scores real and "
+        "fake in one batch, which batch statistics would couple); use norm='instance', the "
+        "original's default. Batch-norm checkpoints still convert and run for inference.")
+  vgg_mod, vgg_vars, vgg_source = None, None, ''
+  if not config.no_vgg_loss:
+    vgg_mod, vgg_vars, vgg_source = vgg.load_backbone(config.perceptual_backbone, config.vgg19_path)
+  g_tx, d_tx = make_optimizers(config, steps_per_epoch)
+  return Nets(models.make_generator(m), models.make_discriminator(m),
+              models.make_encoder(m) if m.use_features else None,
+              vgg_mod, vgg_vars, vgg_source, g_tx, d_tx, steps_per_epoch)
+
+
+def init_state(nets: Nets, config, rng, *, height: int, width: int) -> TrainState:
+  m = config.model
+  kg, kd, ke = jax.random.split(rng, 3)
+  g_in = jnp.zeros((1, height, width, models.generator_input_nc(m)))
+  g_params = {'G': nets.G.init(kg, g_in)['params']}
+  if nets.E is not None:
+    g_params['E'] = nets.E.init(ke, jnp.zeros((1, height, width, m.output_nc)),
+                                jnp.zeros((1, height, width), jnp.int32))['params']
+  d_params = nets.D.init(kd, jnp.zeros((1, height, width, models.discriminator_input_nc(m))))['params']
+  return TrainState(jnp.zeros([], jnp.int32), g_params, d_params,
+                    nets.g_tx.init(g_params), nets.d_tx.init(d_params))
+
+
+def generator_forward(nets: Nets, config, g_params, batch):
+  """(condition, fake): D's conditioning input and G's image for a batch."""
+  m = config.model
+  cond = models.encode_input(batch['label'], batch.get('inst'), m)
+  x = cond
+  if nets.E is not None:
+    feat = nets.E.apply({'params': g_params['E']}, batch['image'], batch['inst'])
+    x = jnp.concatenate([cond, feat], axis=-1)
+  elif 'feat' in batch:
+    x = jnp.concatenate([cond, batch['feat']], axis=-1)
+  fake = nets.G.apply({'params': g_params['G']}, x)
+  return cond, fake.astype(jnp.float32)
+
+
+def compute_grads(nets: Nets, config, state: TrainState, batch: Dict[str, jax.Array]):
+  """(G grads, D grads, metrics) of one iteration, D run once on [real; fake]."""
+  m = config.model
+  mode = losses.gan_mode(m, config.gan_mode)
+  real = batch['image'].astype(jnp.float32)
+  n = real.shape[0]
+
+  (cond, fake), g_vjp = jax.vjp(lambda gp: generator_forward(nets, config, gp, batch), state.g_params)
+
+  def d_fn(dp, fake_img):
+    pairs = jnp.concatenate([jnp.concatenate([cond, real], -1),
+                             jnp.concatenate([cond, fake_img], -1)], axis=0)
+    return nets.D.apply({'params': dp}, pairs)
+  outs, d_vjp = jax.vjp(d_fn, state.d_params, fake)
+
+  def split(o):
+    return ([[f[:n] for f in s] for s in o], [[f[n:] for f in s] for s in o])
+
+  def g_losses(o):
+    pred_real, pred_fake = split(o)
+    gan = losses.gan_loss(pred_fake, True, mode, for_discriminator=False)
+    fm = jnp.float32(0.0)
+    if not m.no_ganFeat_loss:
+      fm = losses.feature_matching(pred_fake, pred_real, num_D=m.num_D, n_layers_D=m.n_layers_D,
+                                   lambda_feat=config.lambda_feat)
+    return gan + fm, (gan, fm)
+
+  def d_losses(o):
+    pred_real, pred_fake = split(o)
+    d_real = losses.gan_loss(pred_real, True, mode)
+    d_fake = losses.gan_loss(pred_fake, False, mode)
+    return 0.5 * (d_real + d_fake), (d_real, d_fake)
+
+  (_, (g_gan, g_fm)), ct_g = jax.value_and_grad(g_losses, has_aux=True)(outs)
+  (d_total, (d_real, d_fake)), ct_d = jax.value_and_grad(d_losses, has_aux=True)(outs)
+  _, dfake = d_vjp(ct_g)
+  d_grads, _ = d_vjp(ct_d)
+
+  g_vgg = jnp.float32(0.0)
+  if nets.vgg is not None:
+    def vgg_loss(f):
+      pre = lambda x: vgg.preprocess(x, nets.vgg_source, config.perceptual_normalize)
+      return losses.perceptual(nets.vgg.apply(nets.vgg_vars, pre(f)),
+                               nets.vgg.apply(nets.vgg_vars, pre(real)), lambda_vgg=config.lambda_vgg)
+    g_vgg, dvgg = jax.value_and_grad(vgg_loss)(fake)
+    dfake = dfake + dvgg
+  (g_grads,) = g_vjp((jnp.zeros_like(cond), dfake))
+  metrics = {'G_GAN': g_gan, 'G_GAN_Feat': g_fm, 'G_VGG': g_vgg, 'D_real': d_real,
+             'D_fake': d_fake, 'G_total': g_gan + g_fm + g_vgg, 'D_total': d_total}
+  return g_grads, d_grads, metrics
+
+
+def train_step(nets: Nets, config, state: TrainState, batch: Dict[str, jax.Array], rng):
+  """One G update and one D update; returns the new state and scalar metrics."""
+  del rng  # the networks are deterministic; kept in the signature for dropout/pooling
+  g_grads, d_grads, metrics = compute_grads(nets, config, state, batch)
+  g_upd, g_opt = nets.g_tx.update(g_grads, state.g_opt, state.g_params)
+  d_upd, d_opt = nets.d_tx.update(d_grads, state.d_opt, state.d_params)
+  new = TrainState(state.step + 1, optax.apply_updates(state.g_params, g_upd),
+                   optax.apply_updates(state.d_params, d_upd), g_opt, d_opt)
+  metrics['lr'] = lr_schedule(config, nets.steps_per_epoch)(state.step)
+  return new, metrics
+
+
+def make_mesh(num_devices: int = 0):
+  """A 1-D mesh with a 'data' axis over all (or the first ``num_devices``) devices."""
+  n = num_devices or jax.device_count()
+  return jax.make_mesh((n,), ('data',))
+
+
+def jit_train_step(nets: Nets, config, mesh, state: TrainState):
+  """``train_step`` under ``jax.jit``: batch sharded over 'data', state replicated, donated."""
+  repl = NamedSharding(mesh, P())
+  state_sh = jax.tree_util.tree_map(lambda _: repl, state)
+  fn = functools.partial(train_step, nets, config)
+  return jax.jit(fn, in_shardings=(state_sh, NamedSharding(mesh, P('data')), repl),
+                 out_shardings=(state_sh, repl), donate_argnums=(0,))
