@@ -29,7 +29,7 @@ import dataclasses
 import json
 import os
 import sys
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Dict, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -48,6 +48,10 @@ class EditState:
   label: np.ndarray
   inst: np.ndarray
   styles: Mapping[int, Style] = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):  # int64 so that new ids never overflow a uint8/16 map
+    object.__setattr__(self, 'label', np.asarray(self.label, np.int64))
+    object.__setattr__(self, 'inst', np.asarray(self.inst, np.int64))
 
   @classmethod
   def create(cls, label, inst, styles=None) -> 'EditState':
@@ -183,10 +187,10 @@ def add_object(state: EditState, mask, new_class: int, position=(0, 0), *, label
   m = m != 0
   if not m.any():
     raise EditError('mask has no object pixels (all zero)')
-  try:
-    y, x = (int(v) for v in position)
-  except (TypeError, ValueError):
-    raise EditError(f'position must be (y, x) integers, got {position!r}') from None
+  if (not isinstance(position, (list, tuple)) or len(position) != 2
+      or not all(isinstance(v, (int, np.integer)) for v in position)):
+    raise EditError(f'position must be (y, x) integers, got {position!r}')
+  y, x = (int(v) for v in position)
   h, w = state.label.shape
   y0, x0, y1, x1 = max(y, 0), max(x, 0), min(y + m.shape[0], h), min(x + m.shape[1], w)
   full = np.zeros((h, w), bool)
@@ -375,8 +379,9 @@ def _run(flags_) -> None:
   except ValueError:
     raise EditError(f'--thing_classes must be integers, got {flags_.thing_classes}') from None
   label, inst = read_maps(flags_.label, flags_.inst)
-  styles = load_styles(flags_.styles) if flags_.styles else {}
-  state = EditState.create(label, inst, styles)
+  if label.max() >= flags_.label_nc:
+    raise EditError(f'{flags_.label}: label id {label.max()} >= --label_nc={flags_.label_nc}')
+  state = EditState.create(label, inst, load_styles(flags_.styles) if flags_.styles else {})
   with open(flags_.ops, encoding='utf-8') as f:
     ops = json.load(f)
   clusters = None

@@ -24,16 +24,18 @@ Choices kept from NVIDIA's code (``encode_features.py``,
 ``pix2pixHD_model.py``): an instance counts only if its pixel count divided by
 ``H*W // 32`` exceeds 0.5, i.e. it covers more than 1/64 of the image (exactly
 so whenever H*W is a multiple of 32, as every size the networks accept is);
-K-means uses ``min(n_clusters, samples)`` clusters per class and seed 0. The
-original's sampler leaves the features of classes without clusters in an
-uninitialised tensor; here they are zeros (as in its ``ui_model.py``).
+K-means uses ``min(n_clusters, samples)`` clusters per class, seed 0 and 10
+inits (the sklearn default of its time). The original's sampler leaves the
+features of classes without clusters in an uninitialised tensor; here they are
+zeros (as in its ``ui_model.py``).
 """
 
 import hashlib
 import json
 import os
 import tempfile
-from typing import Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Union
+from typing import (Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence,
+                    Union)
 
 import numpy as np
 
@@ -42,6 +44,7 @@ AREA_BLOCKS = 32                       # the original's block_num
 DEFAULT_MIN_AREA_FRACTION = 0.5 / AREA_BLOCKS   # num / (H*W // 32) > 0.5
 DEFAULT_N_CLUSTERS = 10                # the original's --n_clusters
 FALLBACKS = ('zeros', 'error')
+RngLike = Union[int, Sequence[int], np.random.Generator]
 
 
 class ClusterFileError(ValueError):
@@ -266,18 +269,18 @@ def load_clusters(path: str, *, expect_config_hash: Optional[str] = None,
 
 
 def _rng_base(rng) -> int:
-  if isinstance(rng, np.random.Generator):
-    return int(rng.integers(2 ** 63))
-  return int(rng)
+  if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+    return int(rng) & (2 ** 63 - 1)
+  return int(np.random.default_rng(rng).integers(2 ** 63))   # Generator, [seed, sample], ...
 
 
-def sample_choices(inst_map, clusters, *, rng: Union[int, np.random.Generator] = 0,
+def sample_choices(inst_map, clusters, *, rng: RngLike = 0,
                    label_map=None) -> Dict[int, int]:
   """A cluster index for every instance whose class has clusters.
 
   An instance's draw depends only on (rng, instance id), so adding or removing
-  other objects leaves its style unchanged. ``rng`` is a seed or a Generator
-  (which is advanced once).
+  other objects leaves its style unchanged. ``rng``: an int seed, a sequence of
+  ints such as ``(seed, sample_index)``, or a Generator (advanced once).
   """
   base = _rng_base(rng)
   uniq, inverse = np.unique(np.asarray(inst_map).reshape(-1), return_inverse=True)
@@ -286,12 +289,12 @@ def sample_choices(inst_map, clusters, *, rng: Union[int, np.random.Generator] =
   for i, cls in zip(uniq.tolist(), classes.tolist()):
     if cls in clusters:
       k = len(_centers(clusters[cls]))
-      out[i] = int(np.random.default_rng([base, int(i) & (2**63 - 1)]).integers(k))
+      out[i] = int(np.random.default_rng([base, int(i) & (2 ** 63 - 1)]).integers(k))
   return out
 
 
 def feature_map_from_clusters(inst_map, clusters: Mapping, *, feat_num: int,
-                              rng: Union[int, np.random.Generator] = 0,
+                              rng: RngLike = 0,
                               choices: Optional[Mapping] = None, fallback: str = 'zeros',
                               label_map=None) -> np.ndarray:
   """The generator's feature input for one image: (H, W, feat_num) float32.
@@ -300,7 +303,8 @@ def feature_map_from_clusters(inst_map, clusters: Mapping, *, feat_num: int,
     inst_map: (H, W) integer instance ids.
     clusters: {class_id: ClassClusters or (k, feat_num) centres}.
     feat_num: feature channels.
-    rng: seed or Generator for instances without a choice (:func:`sample_choices`).
+    rng: seed, (seed, sample) or Generator for instances without a choice
+      (see :func:`sample_choices`); vary it per sample for diverse outputs.
     choices: {instance_id: cluster index, or a (feat_num,) vector used as is};
       ids absent from the map are an error.
     fallback: for classes without clusters: 'zeros' or 'error'.

@@ -5,8 +5,11 @@ Commands (the first argument):
           mis-shaped keys); exits 1 if it does not fit.
   import  original .pth/.npz state_dict -> hdgan_jax variables (.npz).
   export  hdgan_jax variables (.npz) -> original state_dict (.pth with torch, or .npz).
+  vgg19   torchvision vgg19-dcbb9e9d.pth or Keras VGG19 .h5 -> perceptual-loss weights
+          (checks the file's SHA-256/MD5; no --config needed).
 
 Examples:
+  python -m hdgan_jax.convert vgg19 --from=vgg19-dcbb9e9d.pth --out=third_party_weights/vgg19.npz
   python -m hdgan_jax.convert import --config=experiments/cityscapes.py \
       --net=G --from=checkpoints/label2city_1024p/latest_net_G.pth --out=G.npz
   python -m hdgan_jax.convert export --config=experiments/cityscapes.py \
@@ -21,7 +24,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-COMMANDS = ('check', 'import', 'export')
+COMMANDS = ('check', 'import', 'export', 'vgg19')
 
 config_flags.DEFINE_config_file('config', None, 'Experiment config file (its model options are used).')
 flags.DEFINE_enum('net', 'G', ['G', 'D', 'E'], 'Which network the weights belong to.')
@@ -30,6 +33,7 @@ flags.DEFINE_string('out', None, 'Output weight file.')
 flags.DEFINE_bool('strict', True, 'Refuse any missing/unexpected/mis-shaped key. '
                   '--nostrict loads what fits into freshly initialised weights.')
 flags.DEFINE_integer('seed', 0, 'Seed for the weights --nostrict initialises.')
+flags.DEFINE_bool('allow_unverified', False, 'vgg19: convert a file whose hash is not the official one.')
 FLAGS = flags.FLAGS
 
 
@@ -41,6 +45,8 @@ def main(argv):
   if len(argv) != 2 or argv[1] not in COMMANDS:
     _usage(f'give one command out of {COMMANDS}')
   command, src = argv[1], FLAGS['from'].value
+  if command == 'vgg19':
+    return _vgg19(src)
   if FLAGS.config is None:
     _usage('--config is required (an experiment file such as experiments/cityscapes.py)')
   if not src:
@@ -78,6 +84,19 @@ def main(argv):
   except (io.WeightFileError, convert.CheckpointMismatchError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
+  return 0
+
+
+def _vgg19(src):
+  from hdgan_jax.convert import io, vgg  # pylint: disable=import-outside-toplevel
+  if not src or not FLAGS.out:
+    _usage('vgg19 needs --from and --out')
+  try:
+    sha = vgg.convert_vgg19(src, FLAGS.out, allow_unverified=FLAGS.allow_unverified)
+  except io.WeightFileError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  print(f'{src}: sha256 {sha}\nwrote {FLAGS.out}')
   return 0
 
 

@@ -1,0 +1,89 @@
+"""Checkpoints of a run: orbax ``CheckpointManager`` under ``workdir/checkpoints``.
+
+Each checkpoint holds the train state, the data iterator's position (so a
+resumed run sees the batches an uninterrupted one would) and the config it was
+made with. Saves are asynchronous; the last ``keep`` are kept. Resuming into a
+workdir whose checkpoint has another architecture is refused with the list of
+differing fields, before anything is overwritten.
+"""
+
+import json
+import os
+from typing import Any, Dict, Optional, Tuple
+
+import orbax.checkpoint as ocp
+
+# Config fields that change parameter shapes or the meaning of the weights.
+ARCH_KEYS = ('label_nc', 'input_nc', 'output_nc', 'ngf', 'netG', 'n_downsample_global',
+             'n_blocks_global', 'n_local_enhancers', 'n_blocks_local', 'norm', 'ndf',
+             'n_layers_D', 'num_D', 'no_instance', 'use_features', 'feat_num', 'nef',
+             'n_downsample_E')
+
+
+class ArchitectureMismatchError(ValueError):
+  """The workdir's checkpoint was made for another model."""
+
+
+def manager(workdir: str, keep: int = 3, async_save: bool = True) -> ocp.CheckpointManager:
+  opts = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                      enable_async_checkpointing=async_save)
+  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, 'checkpoints')), options=opts)
+
+
+def _encode_data_state(data_state: Any) -> Any:
+  if isinstance(data_state, bytes):
+    return {'bytes': data_state.decode('utf-8')}
+  return {'json': data_state}
+
+
+def _decode_data_state(blob: Dict) -> Any:
+  if blob is None:
+    return None
+  if 'bytes' in blob:
+    return blob['bytes'].encode('utf-8')
+  return blob.get('json')
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state, config, data_state=None) -> None:
+  """Starts an asynchronous save of ``state`` with the config and data position."""
+  meta = {'config': json.loads(config.to_json_best_effort()),
+          'data_state': _encode_data_state(data_state) if data_state is not None else None}
+  mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                          meta=ocp.args.JsonSave(meta)))
+
+
+def saved_config(mngr: ocp.CheckpointManager, step: Optional[int] = None) -> Optional[Dict]:
+  step = mngr.latest_step() if step is None else step
+  if step is None:
+    return None
+  meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+  return meta['config']
+
+
+def architecture_diff(saved: Dict, config) -> Dict[str, Tuple[Any, Any]]:
+  """{field: (checkpoint value, config value)} for every architecture field that differs."""
+  now = config.model.to_dict()
+  old = saved.get('model', {})
+  return {k: (old.get(k), now.get(k)) for k in ARCH_KEYS if old.get(k) != now.get(k)}
+
+
+def check_compatible(mngr: ocp.CheckpointManager, config, workdir: str) -> None:
+  saved = saved_config(mngr)
+  if saved is None:
+    return
+  diff = architecture_diff(saved, config)
+  if diff:
+    fields = ', '.join(f'model.{k}: checkpoint {a!r} vs config {b!r}' for k, (a, b) in diff.items())
+    raise ArchitectureMismatchError(
+        f'{workdir} holds a checkpoint of another architecture ({fields}). Use a new --workdir, '
+        'or set these options back to the checkpoint\'s values to resume it.')
+
+
+def restore(mngr: ocp.CheckpointManager, target_state, step: Optional[int] = None):
+  """(state, data_state, step) from the latest (or given) checkpoint; None if there is none."""
+  step = mngr.latest_step() if step is None else step
+  if step is None:
+    return None
+  out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target_state),
+                                                   meta=ocp.args.JsonRestore()))
+  return out['state'], _decode_data_state(out['meta'].get('data_state')), step

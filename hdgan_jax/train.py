@@ -1,0 +1,175 @@
+"""The training loop: data -> sharded step -> logs, samples, checkpoints.
+
+``train_and_evaluate(config, workdir)`` is the main job. Everything that can
+be checked is checked before the first step (data, VGG weights, batch vs
+devices, checkpoint architecture), so a run fails in seconds, not hours. A
+workdir with a checkpoint is resumed exactly: state, data position and log.
+"""
+
+import logging
+import math
+import os
+import time
+from typing import Dict
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+from tqdm import tqdm
+
+from hdgan_jax import checkpoint, convert, models, reporting, step as step_lib
+from hdgan_jax.convert import io as weight_io
+
+
+class NonFiniteLossError(FloatingPointError):
+  """A loss became NaN or infinite; the run stopped without saving that state."""
+
+
+def init_generator_from(path: str, config, g_params) -> Dict:
+  """G weights from a previous run (workdir), an original .pth or our .npz, loaded partially.
+
+  This is the progressive schedule's hand-over: a trained global generator
+  initialises the G1 inside a local one; whatever does not fit keeps its init.
+  """
+  cfg = config.model
+  base = {'params': g_params['G']}
+  if os.path.isdir(path):
+    mngr = checkpoint.manager(path, async_save=False)
+    saved = checkpoint.saved_config(mngr)
+    if saved is None:
+      raise FileNotFoundError(f'init_from={path}: no checkpoint in {path}/checkpoints')
+    import ml_collections  # pylint: disable=import-outside-toplevel
+    src_cfg = ml_collections.ConfigDict(saved['model'])
+    restored = mngr.restore(mngr.latest_step(), args=checkpoint.ocp.args.Composite(
+        state=checkpoint.ocp.args.StandardRestore()))['state']
+    sd = convert.to_pix2pixhd({'params': restored['g_params']['G']}, 'G', src_cfg)
+  else:
+    sd = weight_io.load_state_dict(path)
+  report = convert.Report('G')
+  variables = convert.from_pix2pixhd(sd, 'G', cfg, strict=False, base=base, report=report)
+  logging.info('init_from %s:\n%s', path, report)
+  if not report.loaded:
+    raise convert.CheckpointMismatchError(f'init_from={path}: no tensor fits this generator\n{report}')
+  return {**g_params, 'G': variables['params']}
+
+
+def _global_batch(local: Dict[str, np.ndarray], sharding) -> Dict[str, jax.Array]:
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
+
+
+def make_generate_fn(nets, config):
+  """jit(g_params, batch) -> images in [-1, 1] (features from E on the real image if used)."""
+  return jax.jit(lambda gp, b: step_lib.generator_forward(nets, config, gp, b)[1])
+
+
+def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
+  """Trains per ``config`` in ``workdir`` (resuming if it holds a checkpoint)."""
+  from hdgan_jax.data import check as data_check, pipeline  # pylint: disable=import-outside-toplevel
+  os.makedirs(workdir, exist_ok=True)
+  is_main = jax.process_index() == 0
+  mesh = step_lib.make_mesh()
+  n_dev, n_proc = mesh.devices.size, jax.process_count()
+  if config.batch_size % n_dev:
+    raise ValueError(f'batch_size={config.batch_size} does not divide over {n_dev} devices; '
+                     f'set --config.batch_size to a multiple of {n_dev}')
+  if config.data.check != 'off':
+    data_check.run_checks(config, full=config.data.check == 'full')
+  n_examples = pipeline.dataset_size(config)
+  steps_per_epoch = max(n_examples // config.batch_size, 1)
+  num_steps = config.num_train_steps or (config.niter + config.niter_decay) * steps_per_epoch
+  samples = pipeline.make_eval_examples(config, config.num_sample_images)
+  height, width = samples['image'].shape[1:3]
+  nets = step_lib.build(config, steps_per_epoch)  # fails now if VGG weights are missing
+
+  state = step_lib.init_state(nets, config, jax.random.PRNGKey(config.seed), height=height, width=width)
+  mngr = checkpoint.manager(workdir, config.keep_checkpoints)
+  checkpoint.check_compatible(mngr, config, workdir)
+  restored = checkpoint.restore(mngr, state)
+  data_state, start = None, 0
+  if restored is not None:
+    state, data_state, start = restored
+    logging.info('resumed %s at step %d', workdir, start)
+  elif config.init_from:
+    state = state.replace(g_params=init_generator_from(config.init_from, config, state.g_params))
+  repl = NamedSharding(mesh, P())
+  state = jax.device_put(state, repl)
+  data_sharding = NamedSharding(mesh, P('data'))
+
+  it = pipeline.make_train_iterator(config, process_index=jax.process_index(), process_count=n_proc)
+  if data_state is not None:
+    it.set_state(data_state)
+  train_fn = step_lib.jit_train_step(nets, config, mesh, state)
+  generate = make_generate_fn(nets, config)
+  writer = reporting.Writer(workdir, is_main=is_main)
+  reporting.truncate_metrics(workdir, start)
+  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    f.write(config.to_json_best_effort(indent=2))
+  scorer = _semantic_scorer(config, workdir) if config.eval_semantic else None
+
+  def sample_and_eval(step: int) -> Dict[str, float]:
+    fakes = np.asarray(generate(state.g_params, {k: jnp.asarray(v) for k, v in samples.items()}))
+    if is_main:
+      img = reporting.grid(samples['label'], fakes, samples['image'], config.model.label_nc)
+      reporting.save_png(img, os.path.join(workdir, 'samples', f'step_{step:07d}.png'))
+      writer.images(step, {'samples': img})
+    out = {}
+    if scorer is not None:
+      res = scorer.score(reporting.to_uint8(fakes), samples['label'])
+      out = {'eval/semantic_pixel_acc': res['pixel_acc'], 'eval/semantic_miou': res['miou']}
+      writer.scalars(step, out)
+    if is_main:
+      reporting.write_index(workdir, f'hdgan_jax: {os.path.basename(os.path.abspath(workdir))}')
+    return out
+
+  if start == 0:
+    sample_and_eval(0)
+  rng = jax.random.PRNGKey(config.seed + 1)
+  last = {}
+  t_log, s_log = time.time(), start
+  bar = tqdm(range(start, num_steps), initial=start, total=num_steps, desc='train',
+             unit='step', disable=not is_main, dynamic_ncols=True)
+  for s in bar:
+    batch = _global_batch(next(it), data_sharding)
+    state, metrics = train_fn(state, batch, jax.random.fold_in(rng, s))
+    done = s + 1
+    log_now = done % config.log_every_steps == 0 or done == num_steps
+    ckpt_now = done % config.checkpoint_every_steps == 0 or done == num_steps
+    if log_now or ckpt_now:
+      last = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      bad = [k for k, v in last.items() if not math.isfinite(v)]
+      if bad:
+        mngr.wait_until_finished()
+        raise NonFiniteLossError(
+            f'step {done}: non-finite {", ".join(bad)} ({last}). Stopped without saving this '
+            f'state; the last good checkpoint is step {mngr.latest_step()} in {workdir}. Lower '
+            '--config.lr, check the data (label ids < label_nc) or resume from that checkpoint.')
+    if log_now:
+      now = time.time()
+      last['steps_per_sec'] = (done - s_log) / max(now - t_log, 1e-9)
+      t_log, s_log = now, done
+      writer.scalars(done, last)
+      bar.set_postfix({k: f'{last[k]:.3f}' for k in ('G_GAN', 'D_real', 'D_fake') if k in last})
+    if done % config.sample_every_steps == 0 or done == num_steps:
+      last.update(sample_and_eval(done))
+    if ckpt_now:
+      checkpoint.save(mngr, done, state, config, it.get_state())
+  bar.close()
+  mngr.wait_until_finished()
+  writer.flush()
+  if is_main:
+    print(f'\nDone: {num_steps} steps. Samples: {workdir}/samples, page: {workdir}/index.html, '
+          f'metrics: {workdir}/metrics.jsonl, checkpoints: {workdir}/checkpoints')
+  return last
+
+
+def _semantic_scorer(config, workdir: str):
+  """The demo's colour/texture pixel classifier, fitted once per workdir and cached."""
+  from hdgan_jax import eval_semantic  # pylint: disable=import-outside-toplevel
+  path = os.path.join(workdir, 'semantic_scorer.pkl')
+  if os.path.exists(path):
+    return eval_semantic.SemanticScorer.load(path)
+  scorer = eval_semantic.fit_demo_scorer(height=config.data.demo_height, width=config.data.demo_width,
+                                         n=32, seed=config.seed + 10_000)
+  scorer.save(path)
+  return scorer

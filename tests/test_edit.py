@@ -1,0 +1,212 @@
+"""Object-level editing: pure ops keeping the Cityscapes id encoding, and the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from PIL import Image
+
+from hdgan_jax import edit
+from hdgan_jax.edit import EditError
+
+THING = edit.CITYSCAPES_THING_CLASSES
+KW = dict(label_nc=35, thing_classes=THING)
+CLASSES = [7, 8, 11, 21, 23, 24, 26, 33]   # road .. sky are stuff; 24, 26, 33 things
+
+
+@st.composite
+def states(draw):
+  """A random small valid map: thing pixels get ids class*1000 + k, k in 0..2."""
+  h, w = draw(st.integers(2, 7)), draw(st.integers(2, 7))
+  cells = st.tuples(st.sampled_from(CLASSES), st.integers(0, 2))
+  grid = draw(st.lists(cells, min_size=h * w, max_size=h * w))
+  label = np.array([c for c, _ in grid]).reshape(h, w)
+  k = np.array([k for _, k in grid]).reshape(h, w)
+  inst = np.where(np.isin(label, THING), label * 1000 + k, label)
+  return edit.EditState.create(label, inst)
+
+
+def assert_encoding(state):
+  edit.check_state(state)
+  assert not set(state.styles) - set(np.unique(state.inst).tolist())
+
+
+def frozen(state):
+  return state.label.copy(), state.inst.copy(), dict(state.styles)
+
+
+def unchanged(state, copy):
+  np.testing.assert_array_equal(state.label, copy[0])
+  np.testing.assert_array_equal(state.inst, copy[1])
+  assert state.styles == copy[2]
+
+
+@settings(max_examples=60, deadline=None)
+@given(states(), st.data(), st.sampled_from(CLASSES + [0, 34]))
+def test_change_class_keeps_encoding(state, data, new_class):
+  inst_id = data.draw(st.sampled_from(np.unique(state.inst).tolist()))
+  state = edit.set_style(state, inst_id, 1)
+  before = frozen(state)
+  out = edit.change_class(state, inst_id, new_class, **KW)
+  unchanged(state, before)
+  assert_encoding(out)
+  mask = before[1] == inst_id
+  assert (out.label[mask] == new_class).all()
+  np.testing.assert_array_equal(out.inst[~mask], before[1][~mask])
+  if new_class in THING and new_class != edit.expected_label(inst_id):
+    new_id = out.inst[mask][0]
+    assert new_id not in before[1] and (out.inst[mask] == new_id).all()
+    assert inst_id not in out.styles
+
+
+@settings(max_examples=60, deadline=None)
+@given(states(), st.data())
+def test_remove_fills_from_nearest_stuff(state, data):
+  inst_id = data.draw(st.sampled_from(np.unique(state.inst).tolist()))
+  mask = state.inst == inst_id
+  source = ~mask & ~np.isin(state.label, THING)
+  before = frozen(state)
+  if not source.any():
+    with pytest.raises(EditError, match='no stuff pixel'):
+      edit.remove_instance(state, inst_id, thing_classes=THING)
+    return
+  out = edit.remove_instance(state, inst_id, thing_classes=THING)
+  unchanged(state, before)
+  assert_encoding(out)
+  assert inst_id not in out.inst
+  assert not np.isin(out.label[mask], THING).any()
+  np.testing.assert_array_equal(out.inst[~mask], state.inst[~mask])
+  ys, xs = np.nonzero(source)
+  for y, x in zip(*np.nonzero(mask)):     # the filled label is one at the nearest distance
+    d = (ys - y) ** 2 + (xs - x) ** 2
+    assert out.label[y, x] in state.label[ys[d == d.min()], xs[d == d.min()]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(states(), st.data(), st.sampled_from(CLASSES))
+def test_add_object_clips_and_keeps_encoding(state, data, cls):
+  h, w = state.label.shape
+  mh, mw = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+  mask = np.array(data.draw(st.lists(st.booleans(), min_size=mh * mw, max_size=mh * mw)))
+  mask = mask.reshape(mh, mw)
+  y, x = data.draw(st.integers(-5, h + 1)), data.draw(st.integers(-5, w + 1))
+  full = np.zeros((h + 20, w + 20), bool)        # the mask placed on a padded canvas
+  full[y + 10:y + 10 + mh, x + 10:x + 10 + mw] = mask
+  placed = full[10:10 + h, 10:10 + w]
+  before = frozen(state)
+  if not placed.any():
+    with pytest.raises(EditError, match='outside|no object'):
+      edit.add_object(state, mask, cls, (y, x), **KW)
+    return
+  out = edit.add_object(state, mask, cls, (y, x), style=2, **KW)
+  unchanged(state, before)
+  assert_encoding(out)
+  assert (out.label[placed] == cls).all()
+  np.testing.assert_array_equal(out.inst[~placed], state.inst[~placed])
+  new_id = int(out.inst[placed][0])
+  assert out.styles[new_id] == 2
+  if cls in THING:
+    assert new_id // 1000 == cls and new_id not in state.inst
+
+
+def small():
+  label = np.array([[7, 7, 26, 26], [7, 24, 26, 26], [23, 23, 23, 23]])
+  inst = np.array([[7, 7, 26000, 26000], [7, 24000, 26000, 26000], [23, 23, 23, 23]])
+  return edit.EditState.create(label, inst)
+
+
+def test_fresh_ids_and_stuff_targets():
+  s = small()
+  assert edit.fresh_instance_id(s.inst, 26) == 26001
+  assert edit.fresh_instance_id(s.inst, 27) == 27000
+  out = edit.change_class(s, 26000, 7, **KW)          # stuff: merges into road
+  assert (out.inst[:2, 2:] == 7).all()
+  full = np.full((1, 1000), 26000) + np.arange(1000)
+  with pytest.raises(EditError, match='1000 instances'):
+    edit.fresh_instance_id(full, 26)
+  assert edit.change_class(s, 26000, 26, **KW) is s    # own class: nothing to do
+
+
+def test_errors_are_clear():
+  s = small()
+  with pytest.raises(EditError, match='class 35 does not exist'):
+    edit.change_class(s, 26000, 35, **KW)
+  with pytest.raises(EditError, match='instance 26005 is not in the instance map'):
+    edit.remove_instance(s, 26005, thing_classes=THING)
+  with pytest.raises(EditError, match='entirely outside'):
+    edit.add_object(s, np.ones((2, 2)), 26, (3, 0), **KW)
+  with pytest.raises(EditError, match='cluster index'):
+    edit.set_style(s, 26000, -1)
+  with pytest.raises(EditError, match='out of range'):
+    edit.set_style(s, 26000, 4, clusters={26: np.zeros((4, 3))})
+  with pytest.raises(EditError, match='break the Cityscapes id encoding'):
+    edit.EditState.create([[7, 26]], [[7, 27000]])
+  assert issubclass(EditError, ValueError)
+
+
+def test_apply_edits_json_ops(tmp_path):
+  Image.fromarray(np.array([[255, 0], [255, 255]], np.uint8)).save(tmp_path / 'm.png')
+  ops = [{'op': 'style', 'instance': 26000, 'cluster': 3},
+         {'op': 'change_class', 'instance': 24000, 'to': 25, 'style': [0.5, 1, 2]},
+         {'op': 'add', 'mask': 'm.png', 'class': 26, 'at': [1, 0], 'style': 1},
+         {'op': 'add', 'mask': [[1]], 'class': 8, 'at': [0, 0]},
+         {'op': 'remove', 'instance': 23}]
+  s = small()
+  out = edit.apply_edits(s, json.loads(json.dumps(ops)), base_dir=str(tmp_path), **KW)
+  np.testing.assert_array_equal(out.inst, [[8, 7, 26000, 26000], [26001, 25000, 26000, 26000],
+                                           [26001, 26001, 7, 7]])
+  assert out.styles == {26000: 3, 25000: (0.5, 1.0, 2.0), 26001: 1}
+  assert edit.styles_to_json(out.styles) == {'25000': [0.5, 1.0, 2.0], '26000': 3, '26001': 1}
+  with pytest.raises(EditError, match=r"operation 1 \('remove'\): instance 23 is not"):
+    edit.apply_edits(s, [{'op': 'remove', 'instance': 23}, {'op': 'remove', 'instance': 23}],
+                     **KW)
+  with pytest.raises(EditError, match='needs keys'):
+    edit.apply_edits(s, [{'op': 'add', 'mask': [[1]], 'class': 26}], **KW)
+  with pytest.raises(EditError, match='"op" must be one of'):
+    edit.apply_edits(s, [{'op': 'paint'}], **KW)
+
+
+def run_cli(tmp_path, ops, *extra):
+  (tmp_path / 'ops.json').write_text(json.dumps(ops))
+  args = [sys.executable, '-m', 'hdgan_jax.edit', f'--label={tmp_path / "l.png"}',
+          f'--inst={tmp_path / "i.png"}', f'--ops={tmp_path / "ops.json"}',
+          f'--out_label={tmp_path / "out" / "l.png"}', f'--out_inst={tmp_path / "out" / "i.png"}',
+          f'--out_styles={tmp_path / "out" / "s.json"}', *extra]
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  return subprocess.run(args, capture_output=True, text=True, cwd=root, check=False)
+
+
+@pytest.fixture
+def files(tmp_path):
+  s = small()
+  Image.fromarray(s.label.astype(np.uint8)).save(tmp_path / 'l.png')
+  Image.fromarray(s.inst.astype(np.uint16)).save(tmp_path / 'i.png')
+  (tmp_path / 'out').mkdir()
+  return {p: (tmp_path / p).read_bytes() for p in ('l.png', 'i.png')}
+
+
+def test_cli_success(tmp_path, files):
+  r = run_cli(tmp_path, [{'op': 'change_class', 'instance': 24000, 'to': 27, 'style': 2}])
+  assert r.returncode == 0, r.stderr
+  label, inst = edit.read_maps(tmp_path / 'out' / 'l.png', tmp_path / 'out' / 'i.png')
+  assert inst[1, 1] == 27000 and label[1, 1] == 27
+  assert Image.open(tmp_path / 'out' / 'i.png').mode.startswith('I')
+  assert json.loads((tmp_path / 'out' / 's.json').read_text()) == {'27000': 2}
+  assert {p: (tmp_path / p).read_bytes() for p in files} == files
+
+
+@pytest.mark.parametrize('ops,extra,message', [
+    ([{'op': 'style', 'instance': 26000, 'cluster': 0}, {'op': 'remove', 'instance': 99}],
+     (), 'instance 99 is not in the instance map'),
+    ([], ('--out_label={l}',), 'refusing to overwrite an input'),
+])
+def test_cli_failure_writes_nothing(tmp_path, files, ops, extra, message):
+  extra = [e.format(l=tmp_path / 'l.png') for e in extra]
+  r = run_cli(tmp_path, ops, *extra)
+  assert r.returncode == 1 and message in r.stderr and 'Traceback' not in r.stderr
+  assert list((tmp_path / 'out').iterdir()) == []
+  assert {p: (tmp_path / p).read_bytes() for p in files} == files
