@@ -144,11 +144,11 @@ def generator_forward(nets: Nets, config, g_params, batch):
   m = config.model
   cond = models.encode_input(batch['label'], batch.get('inst'), m)
   x = cond
-  if nets.E is not None:
+  if 'feat' in batch:  # precomputed or cluster-sampled features take precedence
+    x = jnp.concatenate([cond, batch['feat']], axis=-1)
+  elif nets.E is not None:
     feat = nets.E.apply({'params': g_params['E']}, batch['image'], batch['inst'])
     x = jnp.concatenate([cond, feat], axis=-1)
-  elif 'feat' in batch:
-    x = jnp.concatenate([cond, batch['feat']], axis=-1)
   fake = nets.G.apply({'params': g_params['G']}, x)
   return cond, fake.astype(jnp.float32)
 
@@ -215,7 +215,7 @@ def train_step(nets: Nets, config, state: TrainState, batch: Dict[str, jax.Array
 def make_mesh(num_devices: int = 0):
   """A 1-D mesh with a 'data' axis over all (or the first ``num_devices``) devices."""
   n = num_devices or jax.device_count()
-  return jax.make_mesh((n,), ('data',))
+  return jax.make_mesh((n,), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def jit_train_step(nets: Nets, config, mesh, state: TrainState):

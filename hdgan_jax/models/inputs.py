@@ -29,11 +29,9 @@ def instance_edges(instance_map) -> jax.Array:
   t = _squeeze_channel(jnp.asarray(instance_map), 'instance_map')
   dx = t[:, :, 1:] != t[:, :, :-1]
   dy = t[:, 1:, :] != t[:, :-1, :]
-  edge = jnp.zeros(t.shape, bool)
-  edge = edge.at[:, :, 1:].set(edge[:, :, 1:] | dx)
-  edge = edge.at[:, :, :-1].set(edge[:, :, :-1] | dx)
-  edge = edge.at[:, 1:, :].set(edge[:, 1:, :] | dy)
-  edge = edge.at[:, :-1, :].set(edge[:, :-1, :] | dy)
+  pad = lambda a, widths: jnp.pad(a, ((0, 0),) + widths)
+  edge = (pad(dx, ((0, 0), (1, 0))) | pad(dx, ((0, 0), (0, 1))) |
+          pad(dy, ((1, 0), (0, 0))) | pad(dy, ((0, 1), (0, 0))))
   return edge.astype(jnp.float32)[..., None]
 
 

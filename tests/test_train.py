@@ -1,0 +1,135 @@
+"""End to end: the training loop on tiny demo data; resume, refusal, NaN stop, generation."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import tiny_model
+from hdgan_jax import checkpoint, config as config_lib, generate, train
+
+
+def tiny_run_config(steps=4, **kw):
+  c = config_lib.get_config()
+  c.model = tiny_model(label_nc=35, ngf=4, ndf=4, n_downsample_global=2)
+  d = c.data
+  d.source, d.demo_num_images, d.demo_height, d.demo_width = 'demo', 8, 32, 64
+  d.resize_or_crop, d.num_workers, d.check = 'none', 0, 'full'
+  c.batch_size = 2
+  c.no_vgg_loss = True
+  c.num_train_steps = steps
+  c.log_every_steps = 1
+  c.checkpoint_every_steps = 2
+  c.sample_every_steps = 2
+  c.num_sample_images = 2
+  c.update(kw)
+  return c
+
+
+def metrics(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return {r['step']: r for r in map(json.loads, f) if 'G_GAN' in r}
+
+
+@pytest.fixture(scope='module')
+def full_run(tmp_path_factory):
+  wd = str(tmp_path_factory.mktemp('full'))
+  train.train_and_evaluate(tiny_run_config(), wd)
+  return wd
+
+
+def test_run_writes_everything(full_run):
+  wd = full_run
+  assert sorted(metrics(wd)) == [1, 2, 3, 4]
+  samples = sorted(os.listdir(os.path.join(wd, 'samples')))
+  assert samples == ['step_0000000.png', 'step_0000002.png', 'step_0000004.png']
+  assert Image.open(os.path.join(wd, 'samples', samples[-1])).size == (3 * 64, 2 * 32)
+  page = open(os.path.join(wd, 'index.html')).read()
+  assert 'samples/step_0000004.png' in page and 'G_GAN' in page
+  mngr = checkpoint.manager(wd, async_save=False)
+  assert mngr.all_steps() == [2, 4]
+  assert checkpoint.saved_config(mngr)['model']['ngf'] == 4
+
+
+def test_resume_is_exact(full_run, tmp_path):
+  wd = str(tmp_path)
+  train.train_and_evaluate(tiny_run_config(steps=2), wd)
+  train.train_and_evaluate(tiny_run_config(steps=4), wd)  # same workdir: resumes at step 2
+  a, b = metrics(full_run), metrics(wd)
+  for s in (3, 4):
+    for k in ('G_GAN', 'G_GAN_Feat', 'D_real', 'D_fake'):
+      assert a[s][k] == pytest.approx(b[s][k], rel=1e-6), (s, k)
+
+
+def test_other_architecture_is_refused(full_run):
+  before = sorted(os.listdir(os.path.join(full_run, 'checkpoints')))
+  c = tiny_run_config(steps=6)
+  c.model.ngf = 8
+  with pytest.raises(checkpoint.ArchitectureMismatchError, match='model.ngf: checkpoint 4 vs config 8'):
+    train.train_and_evaluate(c, full_run)
+  assert sorted(os.listdir(os.path.join(full_run, 'checkpoints'))) == before
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+  c = tiny_run_config(steps=8, lr=1e30)
+  with pytest.raises(train.NonFiniteLossError, match='last good checkpoint'):
+    train.train_and_evaluate(c, str(tmp_path))
+  mngr = checkpoint.manager(str(tmp_path), async_save=False)
+  for s in mngr.all_steps():  # every saved state is finite
+    assert all(np.isfinite(v).all() for v in map(float, [metrics(str(tmp_path))[s]['G_GAN']]))
+
+
+def test_generate_from_label_files(full_run, tmp_path):
+  from hdgan_jax.data import demo
+  scene = demo.render_scene(3, height=32, width=64)
+  Image.fromarray(scene['label']).save(tmp_path / 'a_labelIds.png')
+  Image.fromarray(scene['inst'].astype(np.uint16)).save(tmp_path / 'a_instanceIds.png')
+  out = generate.generate(tiny_run_config(), full_run, labels=str(tmp_path / 'a_labelIds.png'),
+                          instances=str(tmp_path / 'a_instanceIds.png'), out=str(tmp_path / 'out'))
+  assert [os.path.basename(p) for p in out] == ['a_synthesized.png']
+  assert Image.open(out[0]).size == (64, 32)
+  with pytest.raises(ValueError, match='use_features'):
+    generate.generate(tiny_run_config(), full_run, labels=str(tmp_path / 'a_labelIds.png'),
+                      instances=str(tmp_path / 'a_instanceIds.png'), num_samples=3)
+
+
+MULTI = r'''
+import json, sys, jax, numpy as np
+sys.path.insert(0, {tests!r})
+from test_train import tiny_run_config
+from test_step import make_batch
+from hdgan_jax import step
+c = tiny_run_config()
+c.batch_size = 8
+nets = step.build(c, steps_per_epoch=10)
+mesh = step.make_mesh()
+state = step.init_state(nets, c, jax.random.PRNGKey(0), height=32, width=64)
+state = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+fn = step.jit_train_step(nets, c, mesh, state)
+out = []
+for i in range(3):
+  b = make_batch(n=8, label_nc=35, seed=i)
+  state, m = fn(state, b, None)
+  out.append({{k: float(v) for k, v in m.items()}})
+print('JSON' + json.dumps({{'devices': jax.device_count(), 'losses': out}}))
+'''
+
+
+def _run_devices(n):
+  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={n}', JAX_PLATFORMS='cpu')
+  code = MULTI.format(tests=os.path.dirname(__file__))
+  r = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  return json.loads(r.stdout.split('JSON', 1)[1])
+
+
+def test_eight_devices_match_one():
+  one, eight = _run_devices(1), _run_devices(8)
+  assert one['devices'] == 1 and eight['devices'] == 8
+  for a, b in zip(one['losses'], eight['losses']):
+    for k in a:
+      assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6), k
