@@ -33,9 +33,9 @@ def get_config():
   d.num_workers = 0
   c.batch_size = 4
   c.perceptual_backbone = 'vgg16'
-  c.num_train_steps = 800    # 50 epochs of 16 steps
-  c.niter = 30
-  c.niter_decay = 20
+  c.num_train_steps = 600    # 37.5 epochs of 16 steps
+  c.niter = 25
+  c.niter_decay = 13
   c.log_every_steps = 50
   c.sample_every_steps = 100
   c.checkpoint_every_steps = 200

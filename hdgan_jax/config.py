@@ -93,4 +93,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.num_sample_images = 4    # examples shown in the sample grids
   c.eval_semantic = False    # log eval/semantic_* (demo data: colour/texture classifier)
+  c.n_clusters = 10          # K-means clusters per class for instance features
   return c

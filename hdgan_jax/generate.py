@@ -125,7 +125,7 @@ def generate(config, workdir: str, *, labels: str, instances: Optional[str] = No
   return written
 
 
-def encode_features(config, workdir: str, *, n_clusters: int = 10) -> str:
+def encode_features(config, workdir: str) -> str:
   """Runs E over the training set, clusters per class, writes WORKDIR/features/clusters.npz."""
   from hdgan_jax import features  # pylint: disable=import-outside-toplevel
   from hdgan_jax.data import pipeline  # pylint: disable=import-outside-toplevel
@@ -139,7 +139,8 @@ def encode_features(config, workdir: str, *, n_clusters: int = 10) -> str:
   batches = pipeline.iterate_eval_batches(run_cfg, batch_size=1)
   per_class = features.encode_dataset(pooled, batches, feat_num=m.feat_num,
                                       total=pipeline.dataset_size(run_cfg))
-  clusters = features.cluster_features(per_class, n_clusters=n_clusters, seed=run_cfg.seed)
+  clusters = features.cluster_features(per_class, n_clusters=config.n_clusters if config else run_cfg.n_clusters,
+                                       seed=run_cfg.seed)
   path = os.path.join(workdir, CLUSTER_FILE)
   os.makedirs(os.path.dirname(path), exist_ok=True)
   features.save_clusters(path, clusters, config_hash=features.config_hash(m), feat_num=m.feat_num)

@@ -1,0 +1,99 @@
+r"""How well instance-feature clusters recover the demo's car palettes (paper Sec. 3.4).
+
+Needs a run trained with ``experiments/demo_features.py`` and its clusters
+(``--mode=encode_features``). Two measurements:
+
+1. Cluster purity: every car instance of the training scenes is encoded,
+   assigned to its nearest K-means centre, and compared with the palette
+   colour the scene generator actually painted it (red/blue/white/black/silver).
+2. Generation: one car is regenerated with each cluster; the mean colour of
+   its pixels is matched to the nearest palette colour.
+
+  .venv/bin/python benchmarks/demo_styles.py --workdir=runs/demo_feat
+"""
+
+import collections
+import json
+import os
+import sys
+
+from absl import app, flags
+import jax
+import numpy as np
+
+from hdgan_jax import features, generate, models, reporting
+from hdgan_jax.data import demo
+
+flags.DEFINE_string('workdir', None, 'A run of experiments/demo_features.py with clusters.')
+flags.DEFINE_integer('scene', -1, 'Scene index for the generation test (-1: first with a big car).')
+FLAGS = flags.FLAGS
+
+
+def nearest_palette(rgb):
+  names = list(demo.PALETTES[demo.CAR])
+  cols = np.array([demo.PALETTES[demo.CAR][n] for n in names], np.float32)
+  return names[int(np.argmin(np.linalg.norm(cols - rgb, axis=1)))]
+
+
+def main(_):
+  cfg, g_params, _ = generate.load_run(FLAGS.workdir)
+  m, d = cfg.model, cfg.data
+  path = os.path.join(FLAGS.workdir, generate.CLUSTER_FILE)
+  clusters = features.load_clusters(path, expect_config_hash=features.config_hash(m))
+  centers = clusters[demo.CAR].centers
+  E = models.make_encoder(m)
+  enc = jax.jit(lambda im, inst: E.apply({'params': g_params['E']}, im, inst))
+  G = models.make_generator(m)
+  gen = jax.jit(lambda x: G.apply({'params': g_params['G']}, x))
+
+  # 1. purity over the training scenes
+  table = collections.defaultdict(collections.Counter)
+  for i in range(d.demo_num_images):
+    s = demo.render_scene(i, height=d.demo_height, width=d.demo_width, seed=cfg.seed)
+    img = s['image'][None].astype(np.float32) / 127.5 - 1.0
+    feats = np.asarray(enc(img, s['inst'][None]))[0]
+    for f in features.instance_features(feats, s['inst']):
+      if f.class_id == demo.CAR:
+        k = int(np.argmin(np.linalg.norm(centers - f.vector, axis=1)))
+        table[k][s['styles'][f.instance_id][1]] += 1
+  total = sum(sum(c.values()) for c in table.values())
+  purity = sum(max(c.values()) for c in table.values()) / max(total, 1)
+  majority = {k: c.most_common(1)[0][0] for k, c in table.items()}
+
+  # 2. regenerate one car with every cluster
+  idx = FLAGS.scene
+  for i in range(200):
+    if idx >= 0:
+      break
+    s = demo.render_scene(i, height=d.demo_height, width=d.demo_width, seed=cfg.seed + 999)
+    if any(k // 1000 == demo.CAR and (s['inst'] == k).mean() > 0.03 for k in s['styles']):
+      idx = i
+  s = demo.render_scene(idx, height=d.demo_height, width=d.demo_width, seed=cfg.seed + 999)
+  car = max((k for k in s['styles'] if k // 1000 == demo.CAR), key=lambda k: (s['inst'] == k).sum())
+  mask = s['inst'] == car
+  rows = []
+  for k in range(len(centers)):
+    feat = features.feature_map_from_clusters(s['inst'], clusters, feat_num=m.feat_num, rng=0,
+                                              choices={car: k})[None]
+    x = models.encode_input(s['label'][None], s['inst'][None], m, feat_map=feat)
+    img = reporting.to_uint8(np.asarray(gen(x))[0]).astype(np.float32)
+    got = nearest_palette(img[mask].mean(0))
+    rows.append({'cluster': k, 'members': int(clusters[demo.CAR].counts[k]),
+                 'training_majority': majority.get(k), 'generated_colour': got})
+  agree = [r for r in rows if r['training_majority'] is not None]
+  res = {'car_instances': total, 'cluster_purity': purity,
+         'palette_colours_in_generation': sorted({r['generated_colour'] for r in rows}),
+         'generated_matches_cluster_majority': sum(r['generated_colour'] == r['training_majority']
+                                                   for r in agree) / max(len(agree), 1),
+         'clusters': rows}
+  for r in rows:
+    print(f"cluster {r['cluster']}: {r['members']:3d} cars, mostly {r['training_majority']!s:7s} "
+          f"in training -> generated car is {r['generated_colour']}")
+  print(f'purity {purity:.2f} over {total} cars; distinct generated colours: '
+        f"{res['palette_colours_in_generation']}")
+  print('RESULT ' + json.dumps(res))
+
+
+if __name__ == '__main__':
+  flags.mark_flag_as_required('workdir')
+  app.run(main)
