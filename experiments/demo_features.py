@@ -23,4 +23,7 @@ def get_config():
   c.model.feat_num = 3
   c.model.nef = 16
   c.model.n_downsample_E = 3
+  c.num_train_steps = 800    # 50 epochs: styles need a little longer than the plain demo
+  c.niter = 30
+  c.niter_decay = 20
   return c
