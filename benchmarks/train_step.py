@@ -95,5 +95,11 @@ def main(_):
   print('RESULT ' + json.dumps(res))
 
 
+def _dashed_negations(argv):
+  """Accepts --no-instance / --no-vgg as well as absl's --noinstance / --novgg."""
+  return [a.replace('--no-', '--no', 1) if a.startswith('--no-') else a for a in argv]
+
+
 if __name__ == '__main__':
-  app.run(main)
+  import sys
+  app.run(main, argv=_dashed_negations(sys.argv))

@@ -24,6 +24,10 @@ class ArchitectureMismatchError(ValueError):
   """The workdir's checkpoint was made for another model."""
 
 
+class CheckpointRestoreError(RuntimeError):
+  """A checkpoint exists but cannot be read into the current train state."""
+
+
 def manager(workdir: str, keep: int = 3, async_save: bool = True) -> ocp.CheckpointManager:
   opts = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                       enable_async_checkpointing=async_save)
@@ -67,16 +71,20 @@ def architecture_diff(saved: Dict, config) -> Dict[str, Tuple[Any, Any]]:
   return {k: (old.get(k), now.get(k)) for k in ARCH_KEYS if old.get(k) != now.get(k)}
 
 
+def mismatch_error(workdir: str, diff) -> ArchitectureMismatchError:
+  fields = ', '.join(f'model.{k}: checkpoint {a!r} vs config {b!r}' for k, (a, b) in diff.items())
+  return ArchitectureMismatchError(
+      f'{workdir} holds a checkpoint of another architecture ({fields}). Use a new --workdir, '
+      'or set these options back to the checkpoint\'s values.')
+
+
 def check_compatible(mngr: ocp.CheckpointManager, config, workdir: str) -> None:
   saved = saved_config(mngr)
   if saved is None:
     return
   diff = architecture_diff(saved, config)
   if diff:
-    fields = ', '.join(f'model.{k}: checkpoint {a!r} vs config {b!r}' for k, (a, b) in diff.items())
-    raise ArchitectureMismatchError(
-        f'{workdir} holds a checkpoint of another architecture ({fields}). Use a new --workdir, '
-        'or set these options back to the checkpoint\'s values to resume it.')
+    raise mismatch_error(workdir, diff)
 
 
 def restore(mngr: ocp.CheckpointManager, target_state, step: Optional[int] = None):
@@ -84,6 +92,14 @@ def restore(mngr: ocp.CheckpointManager, target_state, step: Optional[int] = Non
   step = mngr.latest_step() if step is None else step
   if step is None:
     return None
-  out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target_state),
-                                                   meta=ocp.args.JsonRestore()))
+  try:
+    out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target_state),
+                                                     meta=ocp.args.JsonRestore()))
+  except Exception as e:  # orbax raises many types for corrupt or mismatched trees
+    path = os.path.join(str(mngr.directory), str(step))
+    raise CheckpointRestoreError(
+        f'{path}: cannot restore this checkpoint ({e.__class__.__name__}: '
+        f'{str(e).splitlines()[0][:300] if str(e) else ""}). It is corrupt or its optimizer '
+        'layout differs (e.g. niter_fix_global switched on/off for a local G). Use a new '
+        '--workdir, or move that step folder away to resume from an earlier one.') from e
   return out['state'], _decode_data_state(out['meta'].get('data_state')), step

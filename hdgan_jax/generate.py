@@ -38,9 +38,7 @@ def load_run(workdir: str, config=None):
   if config is not None:
     diff = checkpoint.architecture_diff(saved.to_dict(), config)
     if diff:
-      raise checkpoint.ArchitectureMismatchError(
-          f'{workdir} was trained with another architecture: ' +
-          ', '.join(f'model.{k}: checkpoint {a!r} vs config {b!r}' for k, (a, b) in diff.items()))
+      raise checkpoint.mismatch_error(workdir, diff)
     for key in ('resize_or_crop', 'loadSize', 'fineSize', 'palette'):
       if saved.data.get(key) != config.data.get(key):
         logging.warning('data.%s: using the checkpoint\'s %r, not %r, so inputs are '
@@ -112,8 +110,9 @@ def generate(config, workdir: str, *, labels: str, instances: Optional[str] = No
     for s in range(num_samples if clusters is not None else 1):
       feat = None
       if clusters is not None:
+        segments = batch['label'][0] if m.label_feat else batch['inst'][0]
         feat = features.feature_map_from_clusters(
-            batch['inst'][0], clusters, feat_num=m.feat_num, rng=(seed, s), choices=choices,
+            segments, clusters, feat_num=m.feat_num, rng=(seed, s), choices=choices,
             label_map=batch['label'][0])[None]
       x = models.encode_input(batch['label'], batch.get('inst'), m, feat_map=feat)
       img = reporting.to_uint8(np.asarray(run(g_params['G'], x))[0])
@@ -137,9 +136,11 @@ def encode_features(config, workdir: str) -> str:
   enc = jax.jit(lambda img, inst: E.apply({'params': g_params['E']}, img, inst))
   pooled = lambda img, inst: np.asarray(enc(jnp.asarray(img), jnp.asarray(inst)))
   batches = pipeline.iterate_eval_batches(run_cfg, batch_size=1)
+  if m.label_feat:  # features pooled per class: the label map is the segment map
+    batches = (dict(b, inst=b['label']) for b in batches)
   per_class = features.encode_dataset(pooled, batches, feat_num=m.feat_num,
                                       total=pipeline.dataset_size(run_cfg))
-  clusters = features.cluster_features(per_class, n_clusters=config.n_clusters if config else run_cfg.n_clusters,
+  clusters = features.cluster_features(per_class, n_clusters=config.n_clusters if config else run_cfg.get('n_clusters', 10),
                                        seed=run_cfg.seed)
   path = os.path.join(workdir, CLUSTER_FILE)
   os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -9,6 +9,8 @@ Any config field can be overridden: --config.model.ngf=32 --config.batch_size=8.
 Unknown keys are rejected.
 """
 
+import sys
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -46,5 +48,17 @@ def main(argv):
     generate.encode_features(config, FLAGS.workdir)
 
 
+def parse_flags(argv):
+  """absl flag parsing that turns a bad --config.* override into one clear line."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f'error: {e}\nRun with --help for the flags.')
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    detail = str(e).replace('\\n', ' ').replace('\n', ' ').replace("\\'", '').replace("'", '')
+    sys.exit(f'error: bad --config override ({detail}). Fields and defaults: '
+             'hdgan_jax/config.py and the experiment file.')
+
+
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

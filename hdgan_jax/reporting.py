@@ -102,7 +102,9 @@ def write_index(workdir: str, title: str) -> str:
   sample_dir = os.path.join(workdir, 'samples')
   files = sorted((f for f in os.listdir(sample_dir) if f.endswith('.png') and not f.endswith('.tmp.png')),
                  reverse=True) if os.path.isdir(sample_dir) else []
-  metrics = {r['step']: r for r in read_metrics(workdir)}
+  metrics: Dict[int, Dict] = {}
+  for r in read_metrics(workdir):  # losses and eval scores of one step are separate rows
+    metrics.setdefault(r['step'], {}).update(r)
   parts = [f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>',
            '<meta http-equiv="refresh" content="60">',
            '<style>body{font-family:sans-serif;margin:2em;background:#fafafa}'

@@ -17,7 +17,6 @@ while its enhancers train; the original instead rebuilds Adam afterwards and
 loses the enhancers' moments.
 """
 
-import functools
 from typing import Any, Callable, Dict, NamedTuple
 
 import flax
@@ -82,18 +81,26 @@ def _adam(config, schedule, hold_steps: int = 0):
 
 
 def make_optimizers(config, steps_per_epoch: int):
-  """(G optimizer, D optimizer): Adam(lr, beta1, beta2) with the original's schedule."""
+  """(G optimizer, D optimizer): Adam(lr, beta1, beta2) with the original's schedule.
+
+  With ``niter_fix_global`` (netG local) only the outermost enhancer (and E)
+  train during the first epochs, as the original's ``model{n}*`` filter; every
+  other part of G is held with its Adam moments untouched.
+  """
   schedule = lr_schedule(config, steps_per_epoch)
   fix = config.niter_fix_global * steps_per_epoch if config.model.netG == 'local' else 0
   if fix <= 0:
     g_tx = _adam(config, schedule)
   else:
+    outer = f'enhancer_{config.model.n_local_enhancers}'
+
     def labels(params):
-      out = jax.tree_util.tree_map(lambda _: 'rest', params)
-      out['G']['global'] = jax.tree_util.tree_map(lambda _: 'g1', params['G']['global'])
+      out = jax.tree_util.tree_map(lambda _: 'train', params)
+      out['G'] = {k: jax.tree_util.tree_map(lambda _: 'train' if k == outer else 'held', v)
+                  for k, v in params['G'].items()}
       return out
-    g_tx = optax.multi_transform({'g1': _adam(config, schedule, fix), 'rest': _adam(config, schedule)},
-                                 labels)
+    g_tx = optax.multi_transform({'held': _adam(config, schedule, fix),
+                                  'train': _adam(config, schedule)}, labels)
   return g_tx, _adam(config, schedule)
 
 
@@ -111,18 +118,24 @@ class Nets(NamedTuple):
 
 
 def build(config, steps_per_epoch: int) -> Nets:
+  """Modules, perceptual backbone and optimizers for ``config`` (validated here)."""
   m = config.model
   if m.norm != 'instance':
     raise NotImplementedError(
-        f"training with model.norm={m.norm!r} is not supported (the fused step scores real and "
-        "fake in one batch, which batch statistics would couple); use norm='instance', the "
-        "original's default. Batch-norm checkpoints still convert and run for inference.")
+        f"training with model.norm={m.norm!r} is not supported (running batch statistics are "
+        "not threaded through the step); use norm='instance', the original's default. "
+        'Batch-norm checkpoints still convert and run for inference.')
+  if config.data.load_features and not m.use_features:
+    raise ValueError('data.load_features=True needs model.use_features=True (the feature '
+                     'channels are part of the generator input)')
+  if m.label_feat and not m.use_features:
+    raise ValueError('model.label_feat=True needs model.use_features=True')
   vgg_mod, vgg_vars, vgg_source = None, None, ''
   if not config.no_vgg_loss:
     vgg_mod, vgg_vars, vgg_source = vgg.load_backbone(config.perceptual_backbone, config.vgg19_path)
   g_tx, d_tx = make_optimizers(config, steps_per_epoch)
   return Nets(models.make_generator(m), models.make_discriminator(m),
-              models.make_encoder(m) if m.use_features else None,
+              models.make_encoder(m) if m.use_features and not config.data.load_features else None,
               vgg_mod, vgg_vars, vgg_source, g_tx, d_tx, steps_per_epoch)
 
 
@@ -147,14 +160,15 @@ def generator_forward(nets: Nets, config, g_params, batch):
   if 'feat' in batch:  # precomputed or cluster-sampled features take precedence
     x = jnp.concatenate([cond, batch['feat']], axis=-1)
   elif nets.E is not None:
-    feat = nets.E.apply({'params': g_params['E']}, batch['image'], batch['inst'])
+    segments = batch['label'] if m.label_feat else batch['inst']  # label_feat pools per class
+    feat = nets.E.apply({'params': g_params['E']}, batch['image'], segments)
     x = jnp.concatenate([cond, feat], axis=-1)
   fake = nets.G.apply({'params': g_params['G']}, x)
   return cond, fake.astype(jnp.float32)
 
 
 def compute_grads(nets: Nets, config, state: TrainState, batch: Dict[str, jax.Array]):
-  """(G grads, D grads, metrics) of one iteration, D run once on [real; fake]."""
+  """(G grads, D grads, metrics) of one iteration: D runs once on real, once on fake."""
   m = config.model
   mode = losses.gan_mode(m, config.gan_mode)
   real = batch['image'].astype(jnp.float32)
@@ -209,6 +223,10 @@ def train_step(nets: Nets, config, state: TrainState, batch: Dict[str, jax.Array
   new = TrainState(state.step + 1, optax.apply_updates(state.g_params, g_upd),
                    optax.apply_updates(state.d_params, d_upd), g_opt, d_opt)
   metrics['lr'] = lr_schedule(config, nets.steps_per_epoch)(state.step)
+  # The losses describe the parameters before this update; this flag covers the new
+  # ones, so a checkpoint is never written from parameters that just turned NaN.
+  finite = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves((new.g_params, new.d_params))]
+  metrics['params_finite'] = jnp.all(jnp.stack(finite)).astype(jnp.float32)
   return new, metrics
 
 
@@ -219,9 +237,23 @@ def make_mesh(num_devices: int = 0):
 
 
 def jit_train_step(nets: Nets, config, mesh, state: TrainState):
-  """``train_step`` under ``jax.jit``: batch sharded over 'data', state replicated, donated."""
+  """``train_step`` under ``jax.jit``: batch sharded over 'data', state replicated, donated.
+
+  Returns ``step(state, batch, rng) -> (state, metrics)``. The perceptual
+  backbone's weights enter as a replicated argument, not as constants baked
+  into the compiled program (VGG19 is ~50 MB).
+  """
   repl = NamedSharding(mesh, P())
   state_sh = jax.tree_util.tree_map(lambda _: repl, state)
-  fn = functools.partial(train_step, nets, config)
-  return jax.jit(fn, in_shardings=(state_sh, NamedSharding(mesh, P('data')), repl),
-                 out_shardings=(state_sh, repl), donate_argnums=(0,))
+  vgg_sh = jax.tree_util.tree_map(lambda _: repl, nets.vgg_vars)
+
+  def fn(s, b, r, vgg_vars):
+    return train_step(nets._replace(vgg_vars=vgg_vars), config, s, b, r)
+  jitted = jax.jit(fn, in_shardings=(state_sh, NamedSharding(mesh, P('data')), repl, vgg_sh),
+                   out_shardings=(state_sh, repl), donate_argnums=(0,))
+  vgg_vars = jax.device_put(nets.vgg_vars, vgg_sh)
+
+  def step_fn(s, b, r):
+    return jitted(s, b, r, vgg_vars)
+  step_fn.lower = lambda s, b, r: jitted.lower(s, b, r, vgg_vars)
+  return step_fn

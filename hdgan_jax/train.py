@@ -73,6 +73,12 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
   if config.batch_size % n_dev:
     raise ValueError(f'batch_size={config.batch_size} does not divide over {n_dev} devices; '
                      f'set --config.batch_size to a multiple of {n_dev}')
+  if pipeline.requires_no_instance(config) and not config.model.no_instance:
+    raise ValueError(f'data.source={config.data.source!r} has no instance maps; set '
+                     '--config.model.no_instance=True')
+  if config.eval_semantic and config.data.source != 'demo':
+    raise ValueError('eval_semantic scores with a classifier of the demo scenes; it only '
+                     "applies to data.source='demo' (set --config.eval_semantic=False)")
   if config.data.check != 'off':
     data_check.run_checks(config, full=config.data.check == 'full')
   n_examples = pipeline.dataset_size(config)
@@ -102,9 +108,10 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
   train_fn = step_lib.jit_train_step(nets, config, mesh, state)
   generate = make_generate_fn(nets, config)
   writer = reporting.Writer(workdir, is_main=is_main)
-  reporting.truncate_metrics(workdir, start)
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    f.write(config.to_json_best_effort(indent=2))
+  if is_main:
+    reporting.truncate_metrics(workdir, start)
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
   scorer = _semantic_scorer(config, workdir) if config.eval_semantic else None
 
   def sample_and_eval(step: int) -> Dict[str, float]:
@@ -138,12 +145,15 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
     if log_now or ckpt_now:
       last = {k: float(v) for k, v in jax.device_get(metrics).items()}
       bad = [k for k, v in last.items() if not math.isfinite(v)]
-      if bad:
+      if bad or last.pop('params_finite') != 1.0:
         mngr.wait_until_finished()
+        good = mngr.latest_step()
+        where = (f'the last good checkpoint is step {good} in {workdir}' if good is not None
+                 else 'no checkpoint had been written yet')
         raise NonFiniteLossError(
-            f'step {done}: non-finite {", ".join(bad)} ({last}). Stopped without saving this '
-            f'state; the last good checkpoint is step {mngr.latest_step()} in {workdir}. Lower '
-            '--config.lr, check the data (label ids < label_nc) or resume from that checkpoint.')
+            f'step {done}: non-finite {", ".join(bad) or "parameters"} ({last}). Stopped '
+            f'without saving this state; {where}. Lower --config.lr, check the data '
+            '(label ids < label_nc), or resume from that checkpoint.')
     if log_now:
       now = time.time()
       last['steps_per_sec'] = (done - s_log) / max(now - t_log, 1e-9)

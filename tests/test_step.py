@@ -76,20 +76,26 @@ def test_lr_schedule_matches_original_epochs():
   assert got == [1.0, 1.0, 1.0, 0.75, 0.5, 0.25]
 
 
-def test_fix_global_holds_g1_and_keeps_enhancer_adam_state():
-  c = tiny_config(netG='local')
+@pytest.mark.parametrize('n_enh', [1, 2])
+def test_fix_global_trains_only_the_outermost_enhancer_first(n_enh):
+  """Like the original's ``model{n}*`` filter; held parts keep their Adam state untouched."""
+  c = tiny_config(netG='local', n_local_enhancers=n_enh, n_downsample_global=1)
   c.no_vgg_loss = True
   c.niter_fix_global = 1
   nets = step.build(c, steps_per_epoch=2)
   state = step.init_state(nets, c, jax.random.PRNGKey(0), height=32, width=64)
   fn = jax.jit(lambda s, b: step.train_step(nets, c, s, b, None))
-  g1_before = state.g_params['G']['global']
-  enh_before = state.g_params['G']['enhancer_1']
+  before = state.g_params['G']
+  outer = f'enhancer_{n_enh}'
+  changed = lambda a, b: all(jax.tree_util.tree_leaves(
+      jax.tree_util.tree_map(lambda x, y: bool(np.any(x != y)), a, b)))
   for i in range(2):
     state, _ = fn(state, make_batch(seed=i))
-  jax.tree_util.tree_map(np.testing.assert_array_equal, state.g_params['G']['global'], g1_before)
-  changed = jax.tree_util.tree_map(lambda a, b: bool(np.any(a != b)), state.g_params['G']['enhancer_1'], enh_before)
-  assert all(jax.tree_util.tree_leaves(changed))
-  state, _ = fn(state, make_batch(seed=5))  # epoch 1: G1 joins
-  changed = jax.tree_util.tree_map(lambda a, b: bool(np.any(a != b)), state.g_params['G']['global'], g1_before)
-  assert all(jax.tree_util.tree_leaves(changed))
+  for name, params in state.g_params['G'].items():
+    if name == outer:
+      assert changed(params, before[name])
+    else:
+      jax.tree_util.tree_map(np.testing.assert_array_equal, params, before[name])
+  state, _ = fn(state, make_batch(seed=5))  # epoch 1: everything trains
+  for name, params in state.g_params['G'].items():
+    assert changed(params, before[name]), name

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -74,13 +75,41 @@ def test_other_architecture_is_refused(full_run):
   assert sorted(os.listdir(os.path.join(full_run, 'checkpoints'))) == before
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-  c = tiny_run_config(steps=8, lr=1e30)
-  with pytest.raises(train.NonFiniteLossError, match='last good checkpoint'):
-    train.train_and_evaluate(c, str(tmp_path))
+class _PoisonAt:
+  """Wraps a train iterator and puts NaN into the photo of batch ``k``."""
+
+  def __init__(self, it, k):
+    self.it, self.k, self.n = it, k, 0
+
+  def __next__(self):
+    batch = next(self.it)
+    self.n += 1
+    return dict(batch, image=batch['image'] * np.nan) if self.n == self.k else batch
+
+  def get_state(self):
+    return self.it.get_state()
+
+  def set_state(self, state):
+    self.it.set_state(state)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+  from hdgan_jax.data import pipeline
+  real = pipeline.make_train_iterator
+  monkeypatch.setattr(pipeline, 'make_train_iterator', lambda *a, **k: _PoisonAt(real(*a, **k), 3))
+  with pytest.raises(train.NonFiniteLossError, match='last good checkpoint is step 2'):
+    train.train_and_evaluate(tiny_run_config(steps=8), str(tmp_path))
   mngr = checkpoint.manager(str(tmp_path), async_save=False)
-  for s in mngr.all_steps():  # every saved state is finite
-    assert all(np.isfinite(v).all() for v in map(float, [metrics(str(tmp_path))[s]['G_GAN']]))
+  assert mngr.all_steps() == [2]
+  state = mngr.restore(2, args=checkpoint.ocp.args.Composite(
+      state=checkpoint.ocp.args.StandardRestore()))['state']
+  leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves((state['g_params'], state['d_params']))]
+  assert leaves and all(np.isfinite(x).all() for x in leaves)
+
+
+def test_nan_before_any_checkpoint_says_so(tmp_path):
+  with pytest.raises(train.NonFiniteLossError, match='no checkpoint had been written yet'):
+    train.train_and_evaluate(tiny_run_config(steps=8, lr=1e30), str(tmp_path))
 
 
 def test_generate_from_label_files(full_run, tmp_path):
@@ -133,3 +162,20 @@ def test_eight_devices_match_one():
   for a, b in zip(one['losses'], eight['losses']):
     for k in a:
       assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6), k
+
+
+def test_init_local_generator_from_trained_global_run(full_run):
+  """The progressive hand-over: G1 of a local G starts from a trained global G."""
+  from hdgan_jax import step
+  c = tiny_run_config()
+  c.model.update(dict(netG='local', ngf=2, n_local_enhancers=1))  # G1 inside runs at ngf 4
+  nets = step.build(c, steps_per_epoch=4)
+  fresh = step.init_state(nets, c, jax.random.PRNGKey(3), height=32, width=64).g_params
+  loaded = train.init_generator_from(full_run, c, fresh)
+  mngr = checkpoint.manager(full_run, async_save=False)
+  trained = mngr.restore(mngr.latest_step(), args=checkpoint.ocp.args.Composite(
+      state=checkpoint.ocp.args.StandardRestore()))['state']['g_params']['G']
+  for name in ('conv_in', 'down_0', 'res_0', 'up_1'):
+    jax.tree_util.tree_map(np.testing.assert_array_equal, loaded['G']['global'][name], trained[name])
+  jax.tree_util.tree_map(np.testing.assert_array_equal, loaded['G']['enhancer_1'],
+                         fresh['G']['enhancer_1'])

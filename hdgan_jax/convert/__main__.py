@@ -7,6 +7,7 @@ Commands (the first argument):
   export  hdgan_jax variables (.npz) -> original state_dict (.pth with torch, or .npz).
   vgg19   torchvision vgg19-dcbb9e9d.pth or Keras VGG19 .h5 -> perceptual-loss weights
           (checks the file's SHA-256/MD5; no --config needed).
+  pth2npz any .pth state_dict -> .npz (numpy only), for machines without torch.
 
 Examples:
   python -m hdgan_jax.convert vgg19 --from=vgg19-dcbb9e9d.pth --out=third_party_weights/vgg19.npz
@@ -24,7 +25,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-COMMANDS = ('check', 'import', 'export', 'vgg19')
+COMMANDS = ('check', 'import', 'export', 'vgg19', 'pth2npz')
 
 config_flags.DEFINE_config_file('config', None, 'Experiment config file (its model options are used).')
 flags.DEFINE_enum('net', 'G', ['G', 'D', 'E'], 'Which network the weights belong to.')
@@ -47,6 +48,8 @@ def main(argv):
   command, src = argv[1], FLAGS['from'].value
   if command == 'vgg19':
     return _vgg19(src)
+  if command == 'pth2npz':
+    return _pth2npz(src)
   if FLAGS.config is None:
     _usage('--config is required (an experiment file such as experiments/cityscapes.py)')
   if not src:
@@ -84,6 +87,20 @@ def main(argv):
   except (io.WeightFileError, convert.CheckpointMismatchError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
+  return 0
+
+
+def _pth2npz(src):
+  from hdgan_jax.convert import io  # pylint: disable=import-outside-toplevel
+  if not src or not FLAGS.out:
+    _usage('pth2npz needs --from and --out')
+  try:
+    sd = io.load_state_dict(src)
+    io.save_state_dict(sd, FLAGS.out)
+  except io.WeightFileError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  print(f'wrote {len(sd)} tensors to {FLAGS.out}')
   return 0
 
 

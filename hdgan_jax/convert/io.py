@@ -33,7 +33,7 @@ def _import_torch(path: str):
     raise WeightFileError(
         f'{path}: reading .pth files needs PyTorch. Install the CPU build with '
         "`.venv/bin/pip install -e '.[torch]'` (torch==2.13.0), or convert the file "
-        'to .npz on a machine with torch: python -m hdgan_jax.convert pth2npz ...') from e
+        'on a machine with torch: python -m hdgan_jax.convert pth2npz --from=X.pth --out=X.npz') from e
   return torch
 
 
