@@ -23,15 +23,20 @@ edits.json is a list of operations applied in order:
 "add" and "change_class" also take an optional "style". Mask paths are relative
 to the ops file; mask pixels != 0 are the object; "at" is the top-left corner,
 and the mask is clipped at the image border.
+
+This file owns the pure editing API and the operations format; the command
+line and its file I/O live in ``hdgan_jax.edit_cli`` (which also runs as
+``python -m hdgan_jax.edit_cli``).
 """
 
 import dataclasses
 import json
 import os
-import sys
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
+
+from hdgan_jax.features import instance_class
 
 CITYSCAPES_THING_CLASSES = tuple(range(24, 34))  # person .. bicycle
 CITYSCAPES_LABEL_NC = 35
@@ -78,18 +83,12 @@ def _style_value(v) -> Style:
   return vec
 
 
-def expected_label(inst) -> np.ndarray:
-  """The class each id encodes: id // 1000 for id >= 1000, else id itself."""
-  inst = np.asarray(inst)
-  return np.where(inst >= 1000, inst // 1000, inst)
-
-
 def check_state(state: EditState) -> None:
   """Raises EditError unless shapes agree and every id encodes its pixel's label."""
   if state.label.ndim != 2 or state.label.shape != state.inst.shape:
     raise EditError(f'label map {state.label.shape} and instance map {state.inst.shape} '
                     'must be 2-D and the same size')
-  bad = expected_label(state.inst) != state.label
+  bad = instance_class(state.inst) != state.label
   if bad.any():
     y, x = np.argwhere(bad)[0]
     raise EditError(f'{int(bad.sum())} pixels break the Cityscapes id encoding, e.g. '
@@ -148,7 +147,7 @@ def change_class(state: EditState, inst_id: int, new_class: int, *, label_nc: in
   Its own class again: nothing changes (but ``style``)."""
   new_class = _check_class(new_class, label_nc)
   mask = _instance_mask(state, inst_id)
-  if new_class == int(expected_label(inst_id)):
+  if new_class == int(instance_class(inst_id)):
     return state if style is None else set_style(state, inst_id, style)
   new_id = _target_id(state.inst, new_class, thing_classes)
   label, inst = state.label.copy(), state.inst.copy()
@@ -215,7 +214,7 @@ def set_style(state: EditState, inst_id: int, cluster: Style, *,
   _instance_mask(state, inst_id)
   value = _style_value(cluster)
   if clusters is not None and isinstance(value, int):
-    cls = int(expected_label(inst_id))
+    cls = int(instance_class(inst_id))
     if cls not in clusters:
       raise EditError(f'instance {inst_id}: class {cls} has no feature clusters')
     k = len(getattr(clusters[cls], 'centers', clusters[cls]))
@@ -299,121 +298,9 @@ def load_styles(path: str) -> Dict[int, Style]:
     raise EditError(f'{path}: {e}') from None
 
 
-def read_maps(label_path: str, inst_path: str):
-  """(label, inst) int64 arrays from an 8-bit label PNG and a 16-bit instance PNG."""
-  from PIL import Image  # pylint: disable=import-outside-toplevel
-  out = []
-  for path, what in ((label_path, 'label'), (inst_path, 'instance')):
-    with Image.open(path) as im:
-      if im.mode not in ('L', 'P', 'I', 'I;16', 'I;16B', 'I;16L'):
-        raise EditError(f'{path}: {what} map must be a single-channel id PNG, got mode '
-                        f'{im.mode} (colour label maps: convert them to ids first)')
-      out.append(np.array(im).astype(np.int64))
-  return tuple(out)
-
-
-def encode_png(arr, bits: int) -> bytes:
-  """An 8- or 16-bit grayscale PNG of an id map; refuses ids that do not fit."""
-  import io  # pylint: disable=import-outside-toplevel
-  from PIL import Image  # pylint: disable=import-outside-toplevel
-  arr = np.asarray(arr)
-  if arr.min() < 0 or arr.max() >= 1 << bits:
-    raise EditError(f'ids {arr.min()}..{arr.max()} do not fit a {bits}-bit PNG')
-  buf = io.BytesIO()
-  Image.fromarray(arr.astype(np.uint8 if bits == 8 else np.uint16)).save(buf, format='PNG')
-  return buf.getvalue()
-
-
-def write_files_atomically(contents: Mapping[str, bytes]) -> None:
-  """Writes every file to a temporary name first, then renames them all."""
-  import tempfile  # pylint: disable=import-outside-toplevel
-  tmps = []
-  try:
-    for path, data in contents.items():
-      fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
-                                 prefix='.' + os.path.basename(path), suffix='.tmp')
-      tmps.append((tmp, path))
-      with os.fdopen(fd, 'wb') as f:
-        f.write(data)
-    for tmp, path in tmps:
-      os.replace(tmp, path)
-  finally:
-    for tmp, _ in tmps:
-      if os.path.exists(tmp):
-        os.remove(tmp)
-
-
-def _define_flags():
-  from absl import flags  # pylint: disable=import-outside-toplevel
-  flags.DEFINE_string('label', None, 'Input label map: 8-bit PNG of class ids.')
-  flags.DEFINE_string('inst', None, 'Input instance map: 16-bit PNG, Cityscapes ids.')
-  flags.DEFINE_string('ops', None, 'JSON file: a list of edit operations (see above).')
-  flags.DEFINE_string('styles', None, 'Optional input styles JSON {"instance id": cluster}.')
-  flags.DEFINE_string('out_label', None, 'Output label map PNG (8-bit).')
-  flags.DEFINE_string('out_inst', None, 'Output instance map PNG (16-bit).')
-  flags.DEFINE_string('out_styles', None, 'Optional output styles JSON for generation.')
-  flags.DEFINE_string('clusters', None, 'Optional cluster file (.npz from encode_features) '
-                      'to check style cluster indices against.')
-  flags.DEFINE_integer('label_nc', CITYSCAPES_LABEL_NC, 'Number of classes (model.label_nc).')
-  flags.DEFINE_list('thing_classes', [str(c) for c in CITYSCAPES_THING_CLASSES],
-                    'Classes with instances (default: Cityscapes person..bicycle).')
-  for name in ('label', 'inst', 'ops', 'out_label', 'out_inst'):
-    flags.mark_flag_as_required(name)
-  return flags.FLAGS
-
-
-def _run(flags_) -> None:
-  inputs = [flags_.label, flags_.inst, flags_.ops] + ([flags_.styles] if flags_.styles else [])
-  outputs = [p for p in (flags_.out_label, flags_.out_inst, flags_.out_styles) if p]
-  real = lambda p: os.path.realpath(os.path.abspath(p))
-  if len({real(p) for p in outputs}) < len(outputs):
-    raise EditError('output paths must differ from each other')
-  clash = {real(p) for p in outputs} & {real(p) for p in inputs}
-  if clash:
-    raise EditError(f'refusing to overwrite an input file: {sorted(clash)[0]}')
-  for p in outputs:
-    if not os.path.isdir(os.path.dirname(os.path.abspath(p))):
-      raise EditError(f'output directory of {p} does not exist')
-  try:
-    thing = tuple(int(c) for c in flags_.thing_classes)
-  except ValueError:
-    raise EditError(f'--thing_classes must be integers, got {flags_.thing_classes}') from None
-  label, inst = read_maps(flags_.label, flags_.inst)
-  if label.max() >= flags_.label_nc:
-    raise EditError(f'{flags_.label}: label id {label.max()} >= --label_nc={flags_.label_nc}')
-  state = EditState.create(label, inst, load_styles(flags_.styles) if flags_.styles else {})
-  with open(flags_.ops, encoding='utf-8') as f:
-    ops = json.load(f)
-  clusters = None
-  if flags_.clusters:
-    from hdgan_jax import features  # pylint: disable=import-outside-toplevel
-    clusters = features.load_clusters(flags_.clusters)
-  state = apply_edits(state, ops, label_nc=flags_.label_nc, thing_classes=thing,
-                      clusters=clusters, base_dir=os.path.dirname(os.path.abspath(flags_.ops)))
-  check_state(state)
-  contents = {flags_.out_label: encode_png(state.label, 8),
-              flags_.out_inst: encode_png(state.inst, 16)}
-  if flags_.out_styles:
-    contents[flags_.out_styles] = (json.dumps(styles_to_json(state.styles), indent=1)
-                                   + '\n').encode()
-  write_files_atomically(contents)
-  print(f'wrote {", ".join(contents)} ({len(ops)} edits, '
-        f'{len(np.unique(state.inst))} instances)')
-
-
-def main(argv) -> int:
-  from absl import flags  # pylint: disable=import-outside-toplevel
-  try:
-    if len(argv) > 1:
-      raise EditError(f'unexpected arguments {argv[1:]}')
-    _run(flags.FLAGS)
-  except (EditError, OSError, ValueError) as e:  # ClusterFileError, JSON errors included
-    print(f'hdgan_jax.edit: error: {e}\nNothing was written.', file=sys.stderr)
-    return 1
-  return 0
-
-
-if __name__ == '__main__':
-  from absl import app  # pylint: disable=g-import-not-at-top
-  _define_flags()
-  app.run(main)
+if __name__ == '__main__':   # the command line lives in hdgan_jax.edit_cli
+  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  from hdgan_jax import edit_cli  # pylint: disable=g-import-not-at-top
+  edit_cli.define_flags()
+  flags.adopt_module_key_flags(edit_cli)   # --help lists them as this script's flags
+  app.run(edit_cli.main)

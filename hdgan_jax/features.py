@@ -32,12 +32,12 @@ zeros (as in its ``ui_model.py``).
 
 import hashlib
 import json
-import os
-import tempfile
 from typing import (Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence,
                     Union)
 
 import numpy as np
+
+from hdgan_jax import fileutil
 
 FORMAT_VERSION = 1
 AREA_BLOCKS = 32                       # the original's block_num
@@ -208,19 +208,6 @@ def _centers(value) -> np.ndarray:
   return np.asarray(value.centers if hasattr(value, 'centers') else value, np.float32)
 
 
-def _atomic_write(path: str, write: Callable) -> None:
-  d = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=d, prefix='.' + os.path.basename(path), suffix='.tmp')
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      write(f)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
 def save_clusters(path: str, clusters: Mapping[int, ClassClusters], *,
                   config_hash: str, feat_num: int) -> None:  # pylint: disable=redefined-outer-name
   """Writes clusters to an .npz file (atomically), with format version and hash."""
@@ -234,7 +221,8 @@ def save_clusters(path: str, clusters: Mapping[int, ClassClusters], *,
     counts = getattr(value, 'counts', None)
     counts = np.zeros(len(centers), np.int64) if counts is None else np.asarray(counts, np.int64)
     arrays[f'centers_{int(cls)}'], arrays[f'counts_{int(cls)}'] = centers, counts
-  _atomic_write(path, lambda f: np.savez(f, **arrays))
+  with fileutil.atomic_writer(path, suffix='.tmp.npz') as tmp:  # savez adds .npz to other names
+    np.savez(tmp, **arrays)
 
 
 def load_clusters(path: str, *, expect_config_hash: Optional[str] = None,

@@ -15,6 +15,8 @@ import numpy as np
 from clu import metric_writers
 from PIL import Image
 
+from hdgan_jax import fileutil
+
 
 class Writer:
   """clu writers plus an append-only ``metrics.jsonl`` (one object per log step)."""
@@ -52,7 +54,7 @@ def truncate_metrics(workdir: str, after_step: int) -> None:
   rows = read_metrics(workdir)
   keep = [r for r in rows if r['step'] <= after_step]
   if len(keep) != len(rows):
-    _atomic_write(os.path.join(workdir, 'metrics.jsonl'),
+    fileutil.atomic_write_text(os.path.join(workdir, 'metrics.jsonl'),
                   ''.join(json.dumps(r) + '\n' for r in keep))
 
 
@@ -85,22 +87,14 @@ def grid(labels: np.ndarray, fakes: np.ndarray, reals: Optional[np.ndarray], lab
 
 def save_png(image: np.ndarray, path: str) -> None:
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  tmp = path + '.tmp.png'
-  Image.fromarray(image).save(tmp)
-  os.replace(tmp, path)
-
-
-def _atomic_write(path: str, text: str) -> None:
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    f.write(text)
-  os.replace(tmp, path)
+  with fileutil.atomic_writer(path) as tmp:
+    Image.fromarray(image).save(tmp)
 
 
 def write_index(workdir: str, title: str) -> str:
   """Rewrites ``workdir/index.html`` from the sample PNGs and metrics.jsonl."""
   sample_dir = os.path.join(workdir, 'samples')
-  files = sorted((f for f in os.listdir(sample_dir) if f.endswith('.png') and not f.endswith('.tmp.png')),
+  files = sorted((f for f in os.listdir(sample_dir) if f.endswith('.png') and not f.startswith('.')),
                  reverse=True) if os.path.isdir(sample_dir) else []
   metrics: Dict[int, Dict] = {}
   for r in read_metrics(workdir):  # losses and eval scores of one step are separate rows
@@ -122,5 +116,5 @@ def write_index(workdir: str, title: str) -> str:
                  f'<img src="samples/{html.escape(f)}" alt="step {step}"></figure>')
   parts.append('</body></html>')
   path = os.path.join(workdir, 'index.html')
-  _atomic_write(path, '\n'.join(parts))
+  fileutil.atomic_write_text(path, '\n'.join(parts))
   return path

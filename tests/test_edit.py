@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from PIL import Image
 
-from hdgan_jax import edit
+from hdgan_jax import edit, edit_cli
 from hdgan_jax.edit import EditError
+from hdgan_jax.features import instance_class
 
 THING = edit.CITYSCAPES_THING_CLASSES
 KW = dict(label_nc=35, thing_classes=THING)
@@ -57,7 +58,7 @@ def test_change_class_keeps_encoding(state, data, new_class):
   mask = before[1] == inst_id
   assert (out.label[mask] == new_class).all()
   np.testing.assert_array_equal(out.inst[~mask], before[1][~mask])
-  if new_class in THING and new_class != edit.expected_label(inst_id):
+  if new_class in THING and new_class != instance_class(inst_id):
     new_id = out.inst[mask][0]
     assert new_id not in before[1] and (out.inst[mask] == new_id).all()
     assert inst_id not in out.styles
@@ -170,9 +171,9 @@ def test_apply_edits_json_ops(tmp_path):
     edit.apply_edits(s, [{'op': 'paint'}], **KW)
 
 
-def run_cli(tmp_path, ops, *extra):
+def run_cli(tmp_path, ops, *extra, module='hdgan_jax.edit'):
   (tmp_path / 'ops.json').write_text(json.dumps(ops))
-  args = [sys.executable, '-m', 'hdgan_jax.edit', f'--label={tmp_path / "l.png"}',
+  args = [sys.executable, '-m', module, f'--label={tmp_path / "l.png"}',
           f'--inst={tmp_path / "i.png"}', f'--ops={tmp_path / "ops.json"}',
           f'--out_label={tmp_path / "out" / "l.png"}', f'--out_inst={tmp_path / "out" / "i.png"}',
           f'--out_styles={tmp_path / "out" / "s.json"}', *extra]
@@ -189,13 +190,16 @@ def files(tmp_path):
   return {p: (tmp_path / p).read_bytes() for p in ('l.png', 'i.png')}
 
 
-def test_cli_success(tmp_path, files):
-  r = run_cli(tmp_path, [{'op': 'change_class', 'instance': 24000, 'to': 27, 'style': 2}])
+@pytest.mark.parametrize('module', ['hdgan_jax.edit', 'hdgan_jax.edit_cli'])
+def test_cli_success(tmp_path, files, module):
+  r = run_cli(tmp_path, [{'op': 'change_class', 'instance': 24000, 'to': 27, 'style': 2}],
+              module=module)
   assert r.returncode == 0, r.stderr
-  label, inst = edit.read_maps(tmp_path / 'out' / 'l.png', tmp_path / 'out' / 'i.png')
+  label, inst = edit_cli.read_maps(tmp_path / 'out' / 'l.png', tmp_path / 'out' / 'i.png')
   assert inst[1, 1] == 27000 and label[1, 1] == 27
   assert Image.open(tmp_path / 'out' / 'i.png').mode.startswith('I')
   assert json.loads((tmp_path / 'out' / 's.json').read_text()) == {'27000': 2}
+  assert sorted(p.name for p in (tmp_path / 'out').iterdir()) == ['i.png', 'l.png', 's.json']
   assert {p: (tmp_path / p).read_bytes() for p in files} == files
 
 
@@ -210,3 +214,8 @@ def test_cli_failure_writes_nothing(tmp_path, files, ops, extra, message):
   assert r.returncode == 1 and message in r.stderr and 'Traceback' not in r.stderr
   assert list((tmp_path / 'out').iterdir()) == []
   assert {p: (tmp_path / p).read_bytes() for p in files} == files
+
+
+def test_importing_defines_no_flags():
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  assert 'out_label' not in flags.FLAGS and 'thing_classes' not in flags.FLAGS

@@ -92,6 +92,21 @@ def test_cluster_file_round_trip(tmp_path, cfg):
   assert [p.name for p in tmp_path.iterdir()] == ['clusters.npz']   # no temp files left
 
 
+def test_cluster_file_any_name_and_interrupted_write(tmp_path, cfg, monkeypatch):
+  path = tmp_path / 'clusters'     # no .npz: np.savez must not write to another name
+  h = features.config_hash(cfg)
+  features.save_clusters(str(path), clusters3(), config_hash=h, feat_num=3)
+  assert sorted(features.load_clusters(str(path), expect_config_hash=h)) == [7, 26]
+  before = path.read_bytes()
+
+  def interrupted(*args, **kwargs):
+    raise KeyboardInterrupt
+  monkeypatch.setattr(np, 'savez', interrupted)
+  with pytest.raises(KeyboardInterrupt):
+    features.save_clusters(str(path), {}, config_hash=h, feat_num=3)
+  assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ['clusters']
+
+
 def test_cluster_file_for_another_model_is_refused(tmp_path, cfg):
   path = str(tmp_path / 'clusters.npz')
   features.save_clusters(path, clusters3(), config_hash=features.config_hash(cfg), feat_num=3)

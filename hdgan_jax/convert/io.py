@@ -16,6 +16,8 @@ from typing import Dict
 import flax
 import numpy as np
 
+from hdgan_jax import fileutil
+
 
 class WeightFileError(ValueError):
   """A weight file is missing, unreadable or of an unknown kind."""
@@ -65,15 +67,15 @@ def load_state_dict(path: str) -> Dict[str, np.ndarray]:
 def save_state_dict(state_dict: Dict[str, np.ndarray], path: str) -> None:
   """Writes a state_dict as ``.pth`` (needs torch) or ``.npz``, atomically."""
   ext = os.path.splitext(path)[1].lower()
-  tmp = path + '.tmp' + ext
   if ext in ('.pth', '.pt'):
     torch = _import_torch(path)
-    torch.save({k: torch.from_numpy(np.array(v, copy=True)) for k, v in state_dict.items()}, tmp)
+    with fileutil.atomic_writer(path) as tmp:
+      torch.save({k: torch.from_numpy(np.array(v, copy=True)) for k, v in state_dict.items()}, tmp)
   elif ext == '.npz':
-    np.savez(tmp, **state_dict)
+    with fileutil.atomic_writer(path) as tmp:
+      np.savez(tmp, **state_dict)
   else:
     raise WeightFileError(f'{path}: unknown weight file type {ext!r}; use .pth, .pt or .npz')
-  os.replace(tmp, path)
 
 
 def save_variables(variables, path: str) -> None:

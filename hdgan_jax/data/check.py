@@ -117,19 +117,14 @@ def _sample(n, full):
 def _list_source(config, report):
   """The source to decode, recording listing problems; None when nothing can be read."""
   d = config.data
-  if d.source in ('cityscapes', 'folder'):
-    listing = sources.scan(config)
-    report.notes += listing.notes
-    for msg in listing.unpaired:
-      report.add('unpaired', msg + ': add the missing partner file or remove this one')
-    if not listing.examples:
-      report.add('setup', f'no paired examples under {d.root} (data.phase={d.phase})')
-      return None
-    source = sources.FileSource(listing.examples, config)
-    if d.max_dataset_size and d.max_dataset_size > 0:
-      source = sources.LimitedSource(source, d.max_dataset_size)
-    return source
-  return sources.make_source(config)
+  source = sources.make_source(config, allow_unpaired=True)
+  report.notes += getattr(source, 'notes', [])
+  for msg in getattr(source, 'unpaired', []):
+    report.add('unpaired', msg + ': add the missing partner file or remove this one')
+  if d.source in ('cityscapes', 'folder') and not len(source):
+    report.add('setup', f'no paired examples under {d.root} (data.phase={d.phase})')
+    return None
+  return source
 
 
 def _check_example(source, i, config, prep, report, out_sizes):

@@ -23,6 +23,8 @@ from typing import Dict, Iterator
 
 import numpy as np
 
+from hdgan_jax.data import palette as palette_lib
+
 ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, TERRAIN, SKY = 7, 8, 11, 17, 20, 21, 22, 23
 PERSON, CAR, TRUCK = 24, 26, 27
 CLASSES = {ROAD: 'road', SIDEWALK: 'sidewalk', BUILDING: 'building', POLE: 'pole',
@@ -38,18 +40,8 @@ PALETTES = {
             'green': (40, 112, 72)},
 }
 
-# labelId -> colour, exactly cityscapesScripts' helpers/labels.py (-1: license plate).
-CITYSCAPES_COLORS = {
-    0: (0, 0, 0), 1: (0, 0, 0), 2: (0, 0, 0), 3: (0, 0, 0), 4: (0, 0, 0),
-    5: (111, 74, 0), 6: (81, 0, 81), 7: (128, 64, 128), 8: (244, 35, 232),
-    9: (250, 170, 160), 10: (230, 150, 140), 11: (70, 70, 70), 12: (102, 102, 156),
-    13: (190, 153, 153), 14: (180, 165, 180), 15: (150, 100, 100), 16: (150, 120, 90),
-    17: (153, 153, 153), 18: (153, 153, 153), 19: (250, 170, 30), 20: (220, 220, 0),
-    21: (107, 142, 35), 22: (152, 251, 152), 23: (70, 130, 180), 24: (220, 20, 60),
-    25: (255, 0, 0), 26: (0, 0, 142), 27: (0, 0, 70), 28: (0, 60, 100),
-    29: (0, 0, 90), 30: (0, 0, 110), 31: (0, 80, 100), 32: (0, 0, 230),
-    33: (119, 11, 32), -1: (0, 0, 142),
-}
+# labelId -> colour (-1: license plate), from Cityscapes' table in palette.py.
+CITYSCAPES_COLORS = {i: color for i, _, color in palette_lib.CITYSCAPES_LABELS}
 # Rows 0..33 are those ids, row 34 is id -1, row 35 (black) any other value.
 _COLOR_LUT = np.array([CITYSCAPES_COLORS[i] for i in range(34)]
                       + [CITYSCAPES_COLORS[-1], (0, 0, 0)], np.uint8)

@@ -23,9 +23,11 @@ import os
 
 import numpy as np
 
-# Cityscapes' label table: (id, name, colour). Several classes share a colour
+# Cityscapes' label table: (id, name, colour), exactly cityscapesScripts'
+# helpers/labels.py, the one source of these colours (``demo.CITYSCAPES_COLORS``
+# and ``demo.colorize_labels`` are built from it). Several classes share a colour
 # (ids 0-4 are black; 17/18 and 26/-1 collide); a colour maps to the lowest id
-# that has it, which is how colour maps are read back by everyone.
+# >= 0 that has it, which is how colour maps are read back by everyone.
 CITYSCAPES_LABELS = (
     (0, 'unlabeled', (0, 0, 0)), (1, 'ego vehicle', (0, 0, 0)),
     (2, 'rectification border', (0, 0, 0)), (3, 'out of roi', (0, 0, 0)),
@@ -44,6 +46,7 @@ CITYSCAPES_LABELS = (
     (28, 'bus', (0, 60, 100)), (29, 'caravan', (0, 0, 90)),
     (30, 'trailer', (0, 0, 110)), (31, 'train', (0, 80, 100)),
     (32, 'motorcycle', (0, 0, 230)), (33, 'bicycle', (119, 11, 32)),
+    (-1, 'license plate', (0, 0, 142)),
 )
 
 
@@ -115,7 +118,8 @@ class Palette:
 
 
 def cityscapes_palette() -> Palette:
-  return Palette(((c, i) for i, _, c in CITYSCAPES_LABELS), name="Cityscapes' palette")
+  return Palette(((c, i) for i, _, c in CITYSCAPES_LABELS if i >= 0),
+                 name="Cityscapes' palette")
 
 
 def _parse_color(text, where):

@@ -216,15 +216,21 @@ def read_label(src, config, where, palette=None):
   if palette is not None:
     ids = palette.to_ids(np.asarray(img.convert('RGB')), where)
   else:
-    if img.mode in ('RGB', 'RGBA', 'CMYK', 'LA', 'YCbCr'):
-      raise DataError(f'{where}: the label map is a {img.mode} picture, not ids; set '
-                      "--config.data.palette (a JSON/CSV colour table or 'cityscapes') for "
-                      'colour-coded maps, or --config.model.label_nc=0 for RGB input maps')
-    ids = np.asarray(img)
-    if ids.dtype.byteorder == '>':
-      ids = ids.astype(ids.dtype.newbyteorder('='))
+    ids = read_label_ids(img, where, "set --config.data.palette (a JSON/CSV colour table or "
+                         "'cityscapes') for colour-coded maps, or --config.model.label_nc=0 "
+                         'for RGB input maps')
   check_ids(ids, m.label_nc, where)
   return ids
+
+
+def read_label_ids(src, where, fix='convert colour-coded maps to ids first'):
+  """(H, W) ids of a single-channel label image (path, bytes or PIL image), native byte
+  order; needs no config: no palette, no range check. Colour pictures raise DataError."""
+  img = src if isinstance(src, Image.Image) else _open(src, where)
+  if img.mode in ('RGB', 'RGBA', 'CMYK', 'LA', 'YCbCr'):
+    raise DataError(f'{where}: the label map is a {img.mode} picture, not ids; {fix}')
+  ids = np.asarray(img)
+  return ids.astype(ids.dtype.newbyteorder('=')) if ids.dtype.byteorder == '>' else ids
 
 
 def check_ids(ids, label_nc, where):
@@ -279,9 +285,9 @@ class FileSource:
 
   has_inst = True  # the layouts have instance maps (read unless model.no_instance)
 
-  def __init__(self, examples, config):
-    self.examples = list(examples)
-    self.config = config
+  def __init__(self, examples, config, unpaired=(), notes=()):
+    self.examples, self.config = list(examples), config
+    self.unpaired, self.notes = list(unpaired), list(notes)  # see make_source
     self.want = wants(config)
     self._palette = None
 
@@ -350,6 +356,7 @@ class LimitedSource:
   def __init__(self, source, n):
     self.source, self.n = source, min(n, len(source))
     self.has_inst = source.has_inst
+    self.unpaired, self.notes = getattr(source, 'unpaired', []), getattr(source, 'notes', [])
 
   def __len__(self):
     return self.n
@@ -375,23 +382,25 @@ def scan(config) -> Listing:
 SOURCES = ('cityscapes', 'folder', 'tfds', 'demo')
 
 
-def make_source(config):
-  """The configured source, limited to ``data.max_dataset_size`` examples."""
+def make_source(config, *, allow_unpaired=False):
+  """The configured source, limited to ``data.max_dataset_size`` examples. Files without
+  a partner raise DataError; ``allow_unpaired`` (the data check) skips them instead, lists
+  them in the source's ``unpaired`` (pairing notes: ``notes``) and allows no examples."""
   d = config.data
   if d.source not in SOURCES:
     raise DataError(f'data.source={d.source!r} is not known; use one of {", ".join(SOURCES)}')
   if d.source in ('cityscapes', 'folder'):
     listing = scan(config)
-    if listing.unpaired:
+    if listing.unpaired and not allow_unpaired:
       shown = '\n  '.join(listing.unpaired[:20])
       more = f'\n  ... and {len(listing.unpaired) - 20} more' if len(listing.unpaired) > 20 else ''
       raise DataError(f'{len(listing.unpaired)} file(s) under {d.root} have no partner:\n  '
                       f'{shown}{more}\nAdd the missing files or remove these (run python -m '
                       'hdgan_jax.data.check for a full report).', kind='unpaired')
-    if not listing.examples:
+    if not listing.examples and not allow_unpaired:
       raise DataError(f'no examples found under {d.root} (data.source={d.source}, '
                       f'data.phase={d.phase})')
-    source = FileSource(listing.examples, config)
+    source = FileSource(listing.examples, config, listing.unpaired, listing.notes)
   elif d.source == 'demo':
     source = DemoSource(config)
   else:
