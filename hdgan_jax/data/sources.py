@@ -26,7 +26,7 @@ import re
 import numpy as np
 
 from hdgan_jax.data import palette as palette_lib
-from hdgan_jax.data.decode import (DataError, _open, check_ids, check_sizes,  # pylint: disable=unused-import
+from hdgan_jax.data.decode import (DataError, check_ids, check_sizes,  # pylint: disable=unused-import
                                    read_inst, read_label, read_label_ids, read_rgb)
 
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.ppm', '.bmp', '.tif', '.tiff')
