@@ -79,48 +79,72 @@ def pair_inputs(labels: str, instances: Optional[str]) -> List[Tuple[str, Option
   return [(p, inst[_key(p)]) for p in lab]
 
 
+class Renderer:
+  """A trained run, ready to turn (label, instance[, styles]) maps into images.
+
+  Shared by ``--mode=generate`` and the interactive editor. Maps are taken at
+  the size given (preprocess files with ``pipeline.load_pair`` first).
+  """
+
+  def __init__(self, workdir: str, config=None):
+    from hdgan_jax import features  # pylint: disable=import-outside-toplevel
+    self.config, g_params, self.step = load_run(workdir, config)
+    m = self.config.model
+    self.clusters = None
+    if m.use_features:
+      path = os.path.join(workdir, CLUSTER_FILE)
+      if not os.path.exists(path):
+        raise FileNotFoundError(f'{path}: no feature clusters; run --mode=encode_features first')
+      self.clusters = features.load_clusters(path, expect_config_hash=features.config_hash(m),
+                                             expect_feat_num=m.feat_num)
+    G = models.make_generator(m)
+    params = g_params['G']
+    self._run = jax.jit(lambda x: G.apply({'params': params}, x))
+
+  def render(self, label, inst=None, *, choices=None, rng=0) -> np.ndarray:
+    """(H, W) label ids (+ instance ids) -> (H, W, 3) uint8 image.
+
+    With instance features, every instance takes its cluster from ``choices``
+    ({instance id: cluster index or vector}) or samples one from ``rng``.
+    """
+    from hdgan_jax import features  # pylint: disable=import-outside-toplevel
+    m = self.config.model
+    label = np.asarray(label)
+    inst = None if inst is None else np.asarray(inst)
+    feat = None
+    if self.clusters is not None:
+      segments = label if m.label_feat else inst
+      feat = features.feature_map_from_clusters(segments, self.clusters, feat_num=m.feat_num,
+                                                rng=rng, choices=choices, label_map=label)[None]
+    x = models.encode_input(label[None], None if inst is None else inst[None], m, feat_map=feat)
+    return reporting.to_uint8(np.asarray(self._run(x))[0])
+
+
 def generate(config, workdir: str, *, labels: str, instances: Optional[str] = None,
              out: Optional[str] = None, num_samples: int = 1, styles: Optional[str] = None,
              seed: int = 0) -> List[str]:
   """Writes one image per input (``num_samples`` per input with instance features)."""
-  from hdgan_jax import edit, features  # pylint: disable=import-outside-toplevel
+  from hdgan_jax import edit  # pylint: disable=import-outside-toplevel
   from hdgan_jax.data import pipeline  # pylint: disable=import-outside-toplevel
-  run_cfg, g_params, step = load_run(workdir, config)
-  m = run_cfg.model
-  out = out or os.path.join(workdir, 'generated')
-  os.makedirs(out, exist_ok=True)
-  pairs = pair_inputs(labels, instances)
-  clusters, choices = None, None
-  if m.use_features:
-    path = os.path.join(workdir, CLUSTER_FILE)
-    if not os.path.exists(path):
-      raise FileNotFoundError(f'{path}: no feature clusters; run --mode=encode_features first')
-    clusters = features.load_clusters(path, expect_config_hash=features.config_hash(m),
-                                      expect_feat_num=m.feat_num)
-    choices = edit.load_styles(styles) if styles else None
-  elif num_samples > 1 or styles:
+  renderer = Renderer(workdir, config)
+  if renderer.clusters is None and (num_samples > 1 or styles):
     raise ValueError('--num_samples > 1 and --styles need a model trained with '
                      'model.use_features=True (instance feature encoder)')
-  G = models.make_generator(m)
-  run = jax.jit(lambda p, x: G.apply({'params': p}, x))
+  choices = edit.load_styles(styles) if styles else None
+  out = out or os.path.join(workdir, 'generated')
+  os.makedirs(out, exist_ok=True)
   written = []
-  for label_path, inst_path in pairs:
-    batch = pipeline.load_pair(label_path, inst_path, run_cfg)
+  for label_path, inst_path in pair_inputs(labels, instances):
+    batch = pipeline.load_pair(label_path, inst_path, renderer.config)
+    inst = batch['inst'][0] if 'inst' in batch else None
     base = _key(label_path)
-    for s in range(num_samples if clusters is not None else 1):
-      feat = None
-      if clusters is not None:
-        segments = batch['label'][0] if m.label_feat else batch['inst'][0]
-        feat = features.feature_map_from_clusters(
-            segments, clusters, feat_num=m.feat_num, rng=(seed, s), choices=choices,
-            label_map=batch['label'][0])[None]
-      x = models.encode_input(batch['label'], batch.get('inst'), m, feat_map=feat)
-      img = reporting.to_uint8(np.asarray(run(g_params['G'], x))[0])
+    for s in range(num_samples):
+      img = renderer.render(batch['label'][0], inst, choices=choices, rng=(seed, s))
       name = f'{base}_synthesized.png' if num_samples == 1 else f'{base}_sample{s}.png'
       path = os.path.join(out, name)
       reporting.save_png(img, path)
       written.append(path)
-  print(f'step {step}: wrote {len(written)} images to {out}')
+  print(f'step {renderer.step}: wrote {len(written)} images to {out}')
   return written
 
 

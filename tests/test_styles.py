@@ -64,3 +64,45 @@ def test_one_car_two_styles(trained, tmp_path):
   print(f"style change: inside the car {inside:.1f}, elsewhere {outside:.1f} grey levels")
   assert inside > 8.0, inside                  # grey levels out of 255
   assert inside > 3 * outside, (inside, outside)
+
+
+def test_interactive_editor_session_and_http(trained, tmp_path):
+  """The editor's HTTP app: pick a car, restyle it, change its class, undo, save."""
+  import json as json_lib
+  import threading
+  import urllib.request
+  from hdgan_jax import editor
+  c, wd, _ = trained
+  scene = demo.render_scene(1, height=32, width=64, seed=11)
+  renderer = generate.Renderer(wd, c)
+  session = editor.Session(renderer, scene['label'], scene['inst'], out_dir=str(tmp_path / 'ed'))
+  server = editor.serve(session, port=0)
+  threading.Thread(target=server.serve_forever, daemon=True).start()
+  base = f'http://127.0.0.1:{server.server_address[1]}'
+  get = lambda p: urllib.request.urlopen(base + p).read()
+  post = lambda p, body: json_lib.loads(urllib.request.urlopen(urllib.request.Request(
+      base + p, data=json_lib.dumps(body).encode(), method='POST')).read())
+  try:
+    assert b'hdgan_jax editor' in get('/')
+    assert get('/image.png')[:4] == b'\x89PNG'
+    car = max((k for k in scene['styles'] if k // 1000 == demo.CAR),
+              key=lambda k: (scene['inst'] == k).sum())
+    ys, xs = np.nonzero(scene['inst'] == car)
+    info = json_lib.loads(get(f'/pick?x={xs[0]}&y={ys[0]}'))
+    assert info['instance'] == car and info['class'] == demo.CAR and info['clusters'] >= 2
+    before = session.image.copy()
+    post('/edit', {'op': 'style', 'instance': car, 'cluster': info['clusters'] - 1})
+    assert session.state.styles[car] == info['clusters'] - 1
+    post('/edit', {'op': 'change_class', 'instance': car, 'to': 27})  # car -> truck
+    assert (session.state.label[scene['inst'] == car] == 27).all()
+    bad = post('/edit', {'op': 'change_class', 'instance': 999999, 'to': 27})
+    assert bad['message'].startswith('not applied')
+    post('/undo', {})
+    post('/undo', {})
+    np.testing.assert_array_equal(session.state.label, scene['label'])
+    np.testing.assert_array_equal(session.image, before)
+    post('/save', {})
+    saved = np.asarray(Image.open(tmp_path / 'ed' / 'edited_instanceIds.png'))
+    np.testing.assert_array_equal(saved, scene['inst'])
+  finally:
+    server.shutdown()
