@@ -68,3 +68,37 @@ def test_low_precision_compute_stays_close(dtype):
   v = convert.from_pix2pixhd(ref_state_dict(z), 'G', cfg)
   y = np.asarray(models.make_generator(cfg).apply(v, z['x']), np.float32)
   assert np.abs(y - z['y']).max() < 0.1
+
+
+CONV_CASES = [(8, 12, 3, 2, 1), (7, 9, 3, 2, 1), (16, 32, 4, 2, 2), (5, 9, 4, 2, 2), (3, 5, 4, 2, 2),
+              (9, 17, 4, 1, 2), (8, 8, 7, 1, 0), (10, 11, 5, 3, 2), (1, 1, 4, 2, 2)]
+
+
+@pytest.mark.parametrize('h,w,k,s,p', CONV_CASES)
+def test_space_to_depth_conv_equals_strided_conv(h, w, k, s, p):
+  import jax
+  from hdgan_jax.models import layers
+  r = np.random.default_rng(h * 100 + w)
+  x = r.standard_normal((2, h, w, 3)).astype(np.float32)
+  kern = r.standard_normal((k, k, 3, 4)).astype(np.float32)
+  want = jax.lax.conv_general_dilated(x, kern, (s, s), ((p, p), (p, p)),
+                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  got = layers.conv2d(x, kern, s, p)
+  assert got.shape == want.shape
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=2e-5)
+
+
+@pytest.mark.parametrize('h,w,k,s,p,op', [(4, 6, 3, 2, 1, 1), (5, 3, 3, 2, 1, 1), (4, 4, 4, 2, 1, 0),
+                                          (3, 5, 5, 3, 2, 1), (1, 1, 3, 2, 1, 1), (4, 6, 3, 2, 0, 0)])
+def test_phase_conv_transpose_equals_dilated_form(h, w, k, s, p, op):
+  import jax
+  from hdgan_jax.models import layers
+  r = np.random.default_rng(h * 10 + k)
+  x = r.standard_normal((2, h, w, 3)).astype(np.float32)
+  kern = r.standard_normal((k, k, 3, 4)).astype(np.float32)
+  lo = k - 1 - p
+  want = jax.lax.conv_general_dilated(x, kern[::-1, ::-1], (1, 1), ((lo, lo + op), (lo, lo + op)),
+                                      lhs_dilation=(s, s), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  got = layers.conv_transpose2d(x, kern, s, p, op)
+  assert got.shape == want.shape
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=2e-5)
