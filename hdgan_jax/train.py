@@ -112,7 +112,9 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
     reporting.truncate_metrics(workdir, start)
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=2))
-  scorer = _semantic_scorer(config, workdir) if config.eval_semantic else None
+  scorer, held_out = None, None
+  if config.eval_semantic:
+    scorer, held_out = _semantic_scorer(config, workdir), _held_out_demo(config)
 
   def sample_and_eval(step: int) -> Dict[str, float]:
     fakes = np.asarray(generate(state.g_params, {k: jnp.asarray(v) for k, v in samples.items()}))
@@ -122,7 +124,8 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
       writer.images(step, {'samples': img})
     out = {}
     if scorer is not None:
-      res = scorer.score(reporting.to_uint8(fakes), samples['label'])
+      held_fakes = np.asarray(generate(state.g_params, held_out))
+      res = scorer.score(reporting.to_uint8(held_fakes), held_out['label'])
       out = {'eval/semantic_pixel_acc': res['pixel_acc'], 'eval/semantic_miou': res['miou']}
       writer.scalars(step, out)
     if is_main:
@@ -171,6 +174,17 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
     print(f'\nDone: {num_steps} steps. Samples: {workdir}/samples, page: {workdir}/index.html, '
           f'metrics: {workdir}/metrics.jsonl, checkpoints: {workdir}/checkpoints')
   return last
+
+
+def _held_out_demo(config, n: int = 16) -> Dict[str, jax.Array]:
+  """Demo scenes never seen in training (another seed) to score generated images on."""
+  from hdgan_jax.data import demo  # pylint: disable=import-outside-toplevel
+  d = config.data
+  scenes = [demo.render_scene(i, height=d.demo_height, width=d.demo_width, seed=config.seed + 20_000)
+            for i in range(n)]
+  return {'label': jnp.asarray(np.stack([s['label'] for s in scenes]).astype(np.int32)),
+          'inst': jnp.asarray(np.stack([s['inst'] for s in scenes])),
+          'image': jnp.asarray(np.stack([s['image'] for s in scenes]).astype(np.float32) / 127.5 - 1.0)}
 
 
 def _semantic_scorer(config, workdir: str):

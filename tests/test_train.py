@@ -39,7 +39,7 @@ def metrics(workdir):
 @pytest.fixture(scope='module')
 def full_run(tmp_path_factory):
   wd = str(tmp_path_factory.mktemp('full'))
-  train.train_and_evaluate(tiny_run_config(), wd)
+  train.train_and_evaluate(tiny_run_config(eval_semantic=True), wd)
   return wd
 
 
@@ -49,6 +49,10 @@ def test_run_writes_everything(full_run):
   samples = sorted(os.listdir(os.path.join(wd, 'samples')))
   assert samples == ['step_0000000.png', 'step_0000002.png', 'step_0000004.png']
   assert Image.open(os.path.join(wd, 'samples', samples[-1])).size == (3 * 64, 2 * 32)
+  with open(os.path.join(wd, 'metrics.jsonl')) as f:
+    evals = [r for r in map(json.loads, f) if 'eval/semantic_pixel_acc' in r]
+  assert [r['step'] for r in evals] == [0, 2, 4]
+  assert all(0.0 <= r['eval/semantic_pixel_acc'] <= 1.0 for r in evals)
   page = open(os.path.join(wd, 'index.html')).read()
   assert 'samples/step_0000004.png' in page and 'G_GAN' in page
   mngr = checkpoint.manager(wd, async_save=False)
