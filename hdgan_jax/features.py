@@ -21,7 +21,7 @@ Instance ids follow the Cityscapes encoding unless a label map is given: an id
 i >= 1000 belongs to class i // 1000, a smaller id is its own class.
 
 Choices kept from NVIDIA's code (``encode_features.py``,
-``pix2pixHD_model.py``): an instance counts only if its pixel count divided by
+its model file): an instance counts only if its pixel count divided by
 ``H*W // 32`` exceeds 0.5, i.e. it covers more than 1/64 of the image (exactly
 so whenever H*W is a multiple of 32, as every size the networks accept is);
 K-means uses ``min(n_clusters, samples)`` clusters per class, seed 0 and 10
