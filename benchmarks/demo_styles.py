@@ -16,7 +16,6 @@ Needs a run trained with ``experiments/demo_features.py`` and its clusters
 import collections
 import json
 import os
-import sys
 
 from absl import app, flags
 import jax

@@ -15,10 +15,9 @@ import time
 
 from absl import app, flags
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from hdgan_jax import config as config_lib, models, step
+from hdgan_jax import config as config_lib, step
 
 flags.DEFINE_enum('netG', 'global', ['global', 'local'], 'Generator.')
 flags.DEFINE_integer('ngf', 64, 'Generator width.')

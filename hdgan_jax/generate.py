@@ -9,6 +9,7 @@ original's "blurry test results" reports (NVIDIA/pix2pixHD #171, #292).
 import json
 import logging
 import os
+import re
 from typing import Dict, List, Optional, Tuple
 
 import jax
@@ -19,8 +20,7 @@ import numpy as np
 from hdgan_jax import checkpoint, models, reporting
 
 CLUSTER_FILE = os.path.join('features', 'clusters.npz')
-_SUFFIXES = ('_gtFine_labelIds', '_gtFine_instanceIds', '_labelIds', '_instanceIds',
-             '_label', '_inst')
+_GENERIC_SUFFIX = re.compile(r'_(labelIds|instanceIds|label|inst)$')
 
 
 def load_run(workdir: str, config=None):
@@ -49,11 +49,9 @@ def load_run(workdir: str, config=None):
 
 
 def _key(path: str) -> str:
-  stem = os.path.splitext(os.path.basename(path))[0]
-  for s in _SUFFIXES:
-    if stem.endswith(s):
-      return stem[:-len(s)]
-  return stem
+  """Scene name of a user's file: Cityscapes role suffixes, then generic ones, removed."""
+  from hdgan_jax.data import sources  # pylint: disable=import-outside-toplevel
+  return _GENERIC_SUFFIX.sub('', sources.scene_name(os.path.basename(path)))
 
 
 def pair_inputs(labels: str, instances: Optional[str]) -> List[Tuple[str, Optional[str]]]:

@@ -18,7 +18,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
-from hdgan_jax import checkpoint, convert, models, reporting, step as step_lib
+from hdgan_jax import checkpoint, convert, reporting, step as step_lib
 from hdgan_jax.convert import io as weight_io
 
 

@@ -1,6 +1,5 @@
 """Diverse outputs on demo data: train with features, cluster, regenerate one car in two styles."""
 
-import os
 
 import numpy as np
 import pytest

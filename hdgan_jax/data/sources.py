@@ -61,9 +61,13 @@ def list_images(folder):
   return sorted(out)
 
 
+def scene_name(path: str) -> str:
+  """A file's path without extension and role suffix (``_leftImg8bit``, ``_gtFine_labelIds``, ...)."""
+  return _ROLE_SUFFIX.sub('', os.path.splitext(path)[0])
+
+
 def _key(path, folder):
-  rel = os.path.splitext(os.path.relpath(path, folder))[0]
-  return _ROLE_SUFFIX.sub('', rel)
+  return scene_name(os.path.relpath(path, folder))
 
 
 def pair_files(columns: dict, folders: dict) -> Listing:

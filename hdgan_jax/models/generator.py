@@ -11,7 +11,6 @@ original's ``model.*`` / ``model{n}_1.*`` / ``model{n}_2.*`` indices.
 """
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from hdgan_jax.models import layers
