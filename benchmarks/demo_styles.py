@@ -15,13 +15,12 @@ Needs a run trained with ``experiments/demo_features.py`` and its clusters
 
 import collections
 import json
-import os
 
 from absl import app, flags
 import jax
 import numpy as np
 
-from hdgan_jax import features, generate, models, reporting
+from hdgan_jax import features, models, reporting, run
 from hdgan_jax.data import demo
 
 flags.DEFINE_string('workdir', None, 'A run of experiments/demo_features.py with clusters.')
@@ -36,10 +35,10 @@ def nearest_palette(rgb):
 
 
 def main(_):
-  cfg, g_params, _ = generate.load_run(FLAGS.workdir)
+  r = run.from_workdir(FLAGS.workdir)
+  cfg, g_params = r.config, r.params
   m, d = cfg.model, cfg.data
-  path = os.path.join(FLAGS.workdir, generate.CLUSTER_FILE)
-  clusters = features.load_clusters(path, expect_config_hash=features.config_hash(m))
+  clusters = r.require_clusters()
   centers = clusters[demo.CAR].centers
   E = models.make_encoder(m)
   enc = jax.jit(lambda im, inst: E.apply({'params': g_params['E']}, im, inst))

@@ -13,11 +13,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import orbax.checkpoint as ocp
 
-# Config fields that change parameter shapes or the meaning of the weights.
-ARCH_KEYS = ('label_nc', 'input_nc', 'output_nc', 'ngf', 'netG', 'n_downsample_global',
-             'n_blocks_global', 'n_local_enhancers', 'n_blocks_local', 'norm', 'ndf',
-             'n_layers_D', 'num_D', 'no_instance', 'use_features', 'feat_num', 'nef',
-             'n_downsample_E')
+from hdgan_jax import architecture
 
 
 class ArchitectureMismatchError(ValueError):
@@ -26,12 +22,40 @@ class ArchitectureMismatchError(ValueError):
 
 class CheckpointRestoreError(RuntimeError):
   """A checkpoint exists but cannot be read into the current train state."""
+  user_facing = True  # console.run_cli prints the message alone
 
 
 def manager(workdir: str, keep: int = 3, async_save: bool = True) -> ocp.CheckpointManager:
   opts = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                       enable_async_checkpointing=async_save)
   return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, 'checkpoints')), options=opts)
+
+
+def reader(workdir: str) -> ocp.CheckpointManager:
+  """A read-only manager: never creates, deletes or writes anything in ``workdir``."""
+  opts = ocp.CheckpointManagerOptions(create=False, read_only=True,
+                                      enable_async_checkpointing=False)
+  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, 'checkpoints')), options=opts)
+
+
+def restore_params(mngr: ocp.CheckpointManager, step: int, abstract_g_params):
+  """Only the generator-side parameters (``state.g_params``) of a checkpoint.
+
+  ``abstract_g_params`` holds ShapeDtypeStructs with the wanted sharding; the
+  discriminator and optimizer states are not read.
+  """
+  target = {'g_params': abstract_g_params}
+  restore_args = ocp.checkpoint_utils.construct_restore_args(target)
+  try:
+    out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        item=target, restore_args=restore_args, partial_restore=True)))
+  except Exception as e:  # orbax raises many types for corrupt or mismatched trees
+    path = os.path.join(str(mngr.directory), str(step))
+    raise CheckpointRestoreError(
+        f'{path}: cannot read the generator parameters ({e.__class__.__name__}: '
+        f'{str(e).splitlines()[0][:300] if str(e) else ""}). The checkpoint is corrupt or '
+        'was made by another model; choose another step or workdir.') from e
+  return out['state']['g_params']
 
 
 def _encode_data_state(data_state: Any) -> Any:
@@ -66,9 +90,7 @@ def saved_config(mngr: ocp.CheckpointManager, step: Optional[int] = None) -> Opt
 
 def architecture_diff(saved: Dict, config) -> Dict[str, Tuple[Any, Any]]:
   """{field: (checkpoint value, config value)} for every architecture field that differs."""
-  now = config.model.to_dict()
-  old = saved.get('model', {})
-  return {k: (old.get(k), now.get(k)) for k in ARCH_KEYS if old.get(k) != now.get(k)}
+  return architecture.diff(saved.get('model', {}), config.model)
 
 
 def mismatch_error(workdir: str, diff) -> ArchitectureMismatchError:

@@ -8,6 +8,8 @@ Model options use the names and defaults of NVIDIA's pix2pixHD command line
 
 import ml_collections
 
+DEFAULT_N_CLUSTERS = 10      # the original's --n_clusters: K-means clusters per class
+
 
 def model_config() -> ml_collections.ConfigDict:
   """The network options, each with the original's meaning and default."""
@@ -93,5 +95,72 @@ def get_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.num_sample_images = 4    # examples shown in the sample grids
   c.eval_semantic = False    # log eval/semantic_* (demo data: colour/texture classifier)
-  c.n_clusters = 10          # K-means clusters per class for instance features
+  c.n_clusters = DEFAULT_N_CLUSTERS  # K-means clusters per class for instance features
   return c
+
+
+class ConfigError(ValueError):
+  """A config value out of its range; the message names the key and the fix."""
+
+
+# (key, inclusive minimum, exclusive maximum or None) for every bounded numeric field.
+_BOUNDS = (
+    ('batch_size', 1, None), ('num_train_steps', 0, None), ('log_every_steps', 1, None),
+    ('checkpoint_every_steps', 1, None), ('sample_every_steps', 1, None),
+    ('keep_checkpoints', 1, None), ('num_sample_images', 1, None), ('n_clusters', 1, None),
+    ('niter', 0, None), ('niter_decay', 0, None), ('niter_fix_global', 0, None),
+    ('lambda_feat', 0, None), ('lambda_vgg', 0, None), ('beta1', 0, 1), ('beta2', 0, 1),
+    ('model.label_nc', 0, None), ('model.input_nc', 1, None), ('model.output_nc', 1, None),
+    ('model.ngf', 1, None), ('model.ndf', 1, None), ('model.nef', 1, None),
+    ('model.n_downsample_global', 0, None), ('model.n_blocks_global', 0, None),
+    ('model.n_local_enhancers', 1, None), ('model.n_blocks_local', 0, None),
+    ('model.n_layers_D', 1, None), ('model.num_D', 1, None), ('model.feat_num', 1, None),
+    ('model.n_downsample_E', 0, None), ('data.loadSize', 1, None), ('data.fineSize', 1, None),
+    ('data.num_workers', 0, None), ('data.prefetch', 1, None), ('data.max_dataset_size', 0, None),
+    ('data.demo_num_images', 1, None), ('data.demo_height', 1, None),
+    ('data.demo_width', 1, None),
+)
+_CHOICES = (
+    ('model.netG', ('global', 'local')), ('model.norm', ('instance', 'batch')),
+    ('model.dtype', ('float32', 'bfloat16', 'float16')),
+    ('data.resize_or_crop', ('resize_and_crop', 'crop', 'scale_width', 'scale_width_and_crop',
+                             'none')),
+    ('data.check', ('off', 'sample', 'full')),
+)
+
+
+def _lookup(config, dotted):
+  node = config
+  for part in dotted.split('.'):
+    if not hasattr(node, 'get') or part not in node:
+      return None
+    node = node[part]
+  return node
+
+
+def validate(config, *, sections=('run', 'model', 'data')) -> None:
+  """Checks every bounded field at start; raises one ConfigError listing all problems.
+
+  ``sections`` limits the check (generation needs only 'model' and 'data').
+  """
+  problems = []
+  for key, lo, hi in _BOUNDS:
+    section = key.split('.')[0] if '.' in key else 'run'
+    value = _lookup(config, key)
+    if section not in sections or value is None:
+      continue
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      problems.append(f'{key}={value!r} must be a number')
+    elif value < lo or (hi is not None and value >= hi):
+      rng = f'in [{lo}, {hi})' if hi is not None else f'>= {lo}'
+      problems.append(f'{key}={value!r} must be {rng}')
+  lr = _lookup(config, 'lr')
+  if 'run' in sections and lr is not None and not (isinstance(lr, (int, float)) and lr > 0):
+    problems.append(f'lr={lr!r} must be > 0')
+  for key, allowed in _CHOICES:
+    value = _lookup(config, key)
+    if key.split('.')[0] in sections and value is not None and value not in allowed:
+      problems.append(f'{key}={value!r} must be one of {", ".join(map(repr, allowed))}')
+  if problems:
+    fix = ' '.join(f'--config.{p.split("=")[0]}=...' for p in problems[:3])
+    raise ConfigError(f'bad config: {"; ".join(problems)}. Fix with {fix}')

@@ -26,20 +26,23 @@ and the mask is clipped at the image border.
 
 This file owns the pure editing API and the operations format; the command
 line and its file I/O live in ``hdgan_jax.edit_cli`` (which also runs as
-``python -m hdgan_jax.edit_cli``).
+``python -m hdgan_jax.edit_cli``). This module does not import ``edit_cli``;
+run as a script it hands over to it with :func:`runpy.run_module`.
 """
 
 import dataclasses
 import json
 import os
+import runpy
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
+from PIL import Image
+from scipy import ndimage
 
+from hdgan_jax.data import cityscapes
 from hdgan_jax.features import instance_class
 
-CITYSCAPES_THING_CLASSES = tuple(range(24, 34))  # person .. bicycle
-CITYSCAPES_LABEL_NC = 35
 Style = Union[int, tuple]
 
 
@@ -162,7 +165,6 @@ def remove_instance(state: EditState, inst_id: int, *,
                     thing_classes: Iterable[int]) -> EditState:
   """Deletes an instance: each of its pixels takes the label of the nearest
   (Euclidean) remaining stuff pixel, and the matching stuff id."""
-  from scipy import ndimage  # pylint: disable=import-outside-toplevel
   mask = _instance_mask(state, inst_id)
   source = ~mask & ~np.isin(state.label, list(thing_classes))
   if not source.any():
@@ -230,7 +232,6 @@ _OPS = {'change_class': ({'instance', 'to'}, {'style'}), 'remove': ({'instance'}
 
 def _load_mask(spec, base_dir):
   if isinstance(spec, str):
-    from PIL import Image  # pylint: disable=import-outside-toplevel
     path = os.path.join(base_dir or '.', spec)
     try:
       with Image.open(path) as im:
@@ -243,13 +244,16 @@ def _load_mask(spec, base_dir):
     raise EditError('mask must be a PNG path or a nested list of 0/1 rows') from None
 
 
-def apply_edits(state: EditState, ops: Sequence[Mapping], *, label_nc: int = CITYSCAPES_LABEL_NC,
-                thing_classes: Iterable[int] = CITYSCAPES_THING_CLASSES,
+def apply_edits(state: EditState, ops: Sequence[Mapping], *,
+                label_nc: int = cityscapes.LABEL_NC,
+                thing_classes: Iterable[int] = cityscapes.THING_IDS,
                 clusters: Optional[Mapping] = None,
                 base_dir: Optional[str] = None) -> EditState:
   """Applies a JSON-style list of operations in order (see the module docstring).
 
-  Raises EditError naming the failing operation; ``state`` is left as it was.
+  ``label_nc`` and ``thing_classes`` default to Cityscapes' (``data.cityscapes``:
+  35 classes, things person .. bicycle). Raises EditError naming the failing
+  operation; ``state`` is left as it was.
   """
   if not isinstance(ops, (list, tuple)):
     raise EditError(f'operations must be a list, got {type(ops).__name__}')
@@ -298,9 +302,7 @@ def load_styles(path: str) -> Dict[int, Style]:
     raise EditError(f'{path}: {e}') from None
 
 
-if __name__ == '__main__':   # the command line lives in hdgan_jax.edit_cli
-  from absl import app, flags  # pylint: disable=g-import-not-at-top
-  from hdgan_jax import edit_cli  # pylint: disable=g-import-not-at-top
-  edit_cli.define_flags()
-  flags.adopt_module_key_flags(edit_cli)   # --help lists them as this script's flags
-  app.run(edit_cli.main)
+if __name__ == '__main__':
+  # ``python -m hdgan_jax.edit`` is the documented command; its flags and file I/O live in
+  # hdgan_jax.edit_cli, run here as a script so that this API module never imports it.
+  runpy.run_module('hdgan_jax.edit_cli', run_name='__main__')

@@ -22,12 +22,14 @@ import os
 import sys
 from typing import Mapping
 
+from absl import app, flags
 import numpy as np
+from PIL import Image
 
 from hdgan_jax import features, fileutil
-from hdgan_jax.data import sources
-from hdgan_jax.edit import (CITYSCAPES_LABEL_NC, CITYSCAPES_THING_CLASSES, EditError, EditState,
-                            apply_edits, check_state, load_styles, styles_to_json)
+from hdgan_jax.data import cityscapes, sources
+from hdgan_jax.edit import (EditError, EditState, apply_edits, check_state, load_styles,
+                            styles_to_json)
 
 
 def read_maps(label_path, inst_path):
@@ -44,7 +46,6 @@ def read_maps(label_path, inst_path):
 
 def encode_png(arr, bits: int) -> bytes:
   """An 8- or 16-bit grayscale PNG of an id map; refuses ids that do not fit."""
-  from PIL import Image  # pylint: disable=import-outside-toplevel
   arr = np.asarray(arr)
   if arr.min() < 0 or arr.max() >= 1 << bits:
     raise EditError(f'ids {arr.min()}..{arr.max()} do not fit a {bits}-bit PNG')
@@ -67,7 +68,6 @@ def write_files_atomically(contents: Mapping[str, bytes]) -> None:
 
 def define_flags():
   """Defines the command's flags (only when run as a script); returns FLAGS."""
-  from absl import flags  # pylint: disable=import-outside-toplevel
   flags.DEFINE_string('label', None, 'Input label map: 8-bit PNG of class ids.')
   flags.DEFINE_string('inst', None, 'Input instance map: 16-bit PNG, Cityscapes ids.')
   flags.DEFINE_string('ops', None, 'JSON file: a list of edit operations (see above).')
@@ -77,8 +77,8 @@ def define_flags():
   flags.DEFINE_string('out_styles', None, 'Optional output styles JSON for generation.')
   flags.DEFINE_string('clusters', None, 'Optional cluster file (.npz from encode_features) '
                       'to check style cluster indices against.')
-  flags.DEFINE_integer('label_nc', CITYSCAPES_LABEL_NC, 'Number of classes (model.label_nc).')
-  flags.DEFINE_list('thing_classes', [str(c) for c in CITYSCAPES_THING_CLASSES],
+  flags.DEFINE_integer('label_nc', cityscapes.LABEL_NC, 'Number of classes (model.label_nc).')
+  flags.DEFINE_list('thing_classes', [str(c) for c in cityscapes.THING_IDS],
                     'Classes with instances (default: Cityscapes person..bicycle).')
   for name in ('label', 'inst', 'ops', 'out_label', 'out_inst'):
     flags.mark_flag_as_required(name)
@@ -122,7 +122,6 @@ def _run(flags_) -> None:
 
 
 def main(argv) -> int:
-  from absl import flags  # pylint: disable=import-outside-toplevel
   try:
     if len(argv) > 1:
       raise EditError(f'unexpected arguments {argv[1:]}')
@@ -134,6 +133,5 @@ def main(argv) -> int:
 
 
 if __name__ == '__main__':
-  from absl import app  # pylint: disable=g-import-not-at-top
   define_flags()
   app.run(main)

@@ -9,10 +9,13 @@ and saving the edited maps (8-bit labels, 16-bit instances, styles JSON) are
 built in. Standard library HTTP only; it listens on localhost.
 
   .venv/bin/python -m hdgan_jax.editor --workdir=runs/feat \
-      --label=L_labelIds.png --inst=L_instanceIds.png --out=edited/ [--port=8765]
+      --labels=L_labelIds.png --instances=L_instanceIds.png --out=edited/ [--port=8765]
+  .venv/bin/python -m hdgan_jax.editor --config=experiments/cityscapes.py \
+      --checkpoint=checkpoints/label2city_1024p_feat/ --labels=L.png --instances=I.png --out=edited/
 """
 
 import http.server
+import io
 import json
 import os
 import threading
@@ -20,10 +23,13 @@ import urllib.parse
 from typing import Dict, List
 
 import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
 from PIL import Image
 
-from hdgan_jax import edit, fileutil, reporting
-from hdgan_jax.data import palette
+from hdgan_jax import console, edit, fileutil, render, reporting, run as run_lib
+from hdgan_jax.data import pipeline
+from hdgan_jax.data import cityscapes
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>hdgan_jax editor</title>
 <style>body{font-family:sans-serif;margin:1em}img{image-rendering:pixelated;border:1px solid #999;
@@ -132,7 +138,7 @@ class Session:
 
 
 def class_names() -> Dict[int, str]:
-  return {i: name for i, name, _ in palette.CITYSCAPES_LABELS if i >= 0}
+  return dict(cityscapes.NAMES)
 
 
 def make_handler(session: Session):
@@ -151,7 +157,6 @@ def make_handler(session: Session):
       self.wfile.write(body)
 
     def _png(self, arr):
-      import io  # pylint: disable=import-outside-toplevel
       buf = io.BytesIO()
       Image.fromarray(arr).save(buf, format='PNG')
       self._send(buf.getvalue(), 'image/png')
@@ -198,30 +203,54 @@ def serve(session: Session, port: int = 8765, host: str = '127.0.0.1'):
 
 
 def main(argv):
+  """Command line: a Run from --workdir or --checkpoint (+ --config), one label map."""
   del argv
-  from absl import flags  # pylint: disable=import-outside-toplevel
-  from hdgan_jax import generate  # pylint: disable=import-outside-toplevel
-  from hdgan_jax.data import pipeline  # pylint: disable=import-outside-toplevel
   f = flags.FLAGS
-  renderer = generate.Renderer(f.workdir)
-  batch = pipeline.load_pair(f.label, f.inst, renderer.config)
-  session = Session(renderer, batch['label'][0], batch['inst'][0],
-                    out_dir=f.out or os.path.join(f.workdir, 'edited'), seed=f.seed)
-  server = serve(session, f.port)
-  print(f'editor for {f.label} at http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)')
-  try:
-    server.serve_forever()
-  except KeyboardInterrupt:
-    pass
+  console.setup(f.out or f.workdir or '.', verbose=f.verbose)
+
+  def start():
+    if not (f.workdir or f.checkpoint):
+      raise ValueError('give --workdir=RUN or --checkpoint=latest_net_G.pth (with --config)')
+    r = run_lib.load(f.config, workdir=f.workdir, checkpoint_path=f.checkpoint,
+                     clusters=f.clusters)
+    renderer = render.Renderer(r)
+    batch = pipeline.load_pair(f.labels, f.instances, r.config)
+    out = f.out or os.path.join(f.workdir or '.', 'edited')
+    session = Session(renderer, batch['label'][0], batch['inst'][0], out_dir=out, seed=f.seed)
+    server = serve(session, f.port)
+    console.say(f'editor for {f.labels} with {r.describe()}')
+    console.say(f'open http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops); '
+                f'saves go to {out}/')
+    try:
+      server.serve_forever()
+    except KeyboardInterrupt:
+      pass
+  console.run_cli(start)
+
+
+def define_flags():
+  """The editor's flags; names shared with ``hdgan_jax.main`` (old --label/--inst still work)."""
+  config_flags.DEFINE_config_file('config', None, 'Experiment config (needed with --checkpoint).')
+  flags.DEFINE_string('workdir', None, 'A trained run (ideally with use_features + clusters).')
+  flags.DEFINE_string('checkpoint', None, "Or NVIDIA's latest_net_G.pth / an original folder.")
+  flags.DEFINE_string('clusters', None, 'Feature clusters (.npz ours, .npy the original).')
+  flags.DEFINE_string('labels', None, 'Label-id PNG to edit.')
+  flags.DEFINE_string('instances', None, 'Its instance-id PNG.')
+  flags.DEFINE_alias('label', 'labels')
+  flags.DEFINE_alias('inst', 'instances')
+  flags.DEFINE_string('out', None, 'Where "save" writes (default WORKDIR/edited).')
+  flags.DEFINE_integer('port', 8765, 'Port on localhost (0: any free port).')
+  flags.DEFINE_integer('seed', 0, 'Seed for sampled styles.')
+  flags.DEFINE_bool('verbose', False, 'Library logs and tracebacks on the terminal.')
+  flags.mark_flags_as_required(['labels', 'instances'])
+
+
+def run():
+  """Console script ``hdgan-editor``."""
+  console.quiet_native_logs()
+  define_flags()
+  app.run(main)
 
 
 if __name__ == '__main__':
-  from absl import app, flags as absl_flags
-  absl_flags.DEFINE_string('workdir', None, 'A trained run (ideally with use_features + clusters).')
-  absl_flags.DEFINE_string('label', None, 'Label-id PNG to edit.')
-  absl_flags.DEFINE_string('inst', None, 'Its instance-id PNG.')
-  absl_flags.DEFINE_string('out', None, 'Where "save" writes (default WORKDIR/edited).')
-  absl_flags.DEFINE_integer('port', 8765, 'Port on localhost (0: any free port).')
-  absl_flags.DEFINE_integer('seed', 0, 'Seed for sampled styles.')
-  absl_flags.mark_flags_as_required(['workdir', 'label', 'inst'])
-  app.run(main)
+  run()

@@ -20,7 +20,10 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 from scipy import ndimage
+from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
+
+from hdgan_jax.data import demo
 
 _WINDOWS = (5 / 64, 11 / 64)
 _FORMAT = 'hdgan_jax.eval_semantic.SemanticScorer/1'
@@ -113,7 +116,6 @@ class SemanticScorer:
     enough. ``classes`` limits the fit to those ids (others are not drawn);
     by default every id in ``labels``.
     """
-    from sklearn.ensemble import HistGradientBoostingClassifier
     x = to_unit(images)
     y = _batch(labels, 3).astype(np.int64)
     if y.shape != x.shape[:3]:
@@ -201,7 +203,6 @@ def fit_demo_scorer(cfg=None, *, height: Optional[int] = None, width: Optional[i
   a data config, or anything with ``height``/``width``/``n``/``seed``
   attributes or keys. Defaults: 64 x 128, 64 scenes, seed 0.
   """
-  from hdgan_jax.data import demo
   height = height or _field(cfg, ('demo_height', 'height'), 64)
   width = width or _field(cfg, ('demo_width', 'width'), 128)
   n = n or _field(cfg, ('demo_num_images', 'n'), 64)

@@ -10,10 +10,11 @@ Typical use (``encode_features`` mode, then generation)::
 
   per_class = encode_dataset(lambda im, inst: E.apply(v, im, inst), batches,
                              feat_num=cfg.feat_num)
-  clusters = cluster_features(per_class, n_clusters=10)
-  save_clusters(path, clusters, config_hash=config_hash(cfg), feat_num=cfg.feat_num)
+  clusters = cluster_features(per_class, n_clusters=DEFAULT_N_CLUSTERS)
+  save_clusters(path, clusters, config_hash=architecture.fingerprint(cfg),
+                feat_num=cfg.feat_num)
   ...
-  clusters = load_clusters(path, expect_config_hash=config_hash(cfg),
+  clusters = load_clusters(path, expect_config_hash=architecture.fingerprint(cfg),
                            expect_feat_num=cfg.feat_num)
   feat = feature_map_from_clusters(inst, clusters, feat_num=cfg.feat_num, rng=sample)
 
@@ -30,19 +31,19 @@ features of classes without clusters in an uninitialised tensor; here they are
 zeros (as in its ``ui_model.py``).
 """
 
-import hashlib
-import json
 from typing import (Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence,
                     Union)
 
 import numpy as np
+from sklearn.cluster import KMeans
+from tqdm import tqdm
 
-from hdgan_jax import fileutil
+from hdgan_jax import config, fileutil
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: the model is identified by architecture.fingerprint
 AREA_BLOCKS = 32                       # the original's block_num
 DEFAULT_MIN_AREA_FRACTION = 0.5 / AREA_BLOCKS   # num / (H*W // 32) > 0.5
-DEFAULT_N_CLUSTERS = 10                # the original's --n_clusters
+DEFAULT_N_CLUSTERS = config.DEFAULT_N_CLUSTERS   # the original's --n_clusters (defined in config)
 FALLBACKS = ('zeros', 'error')
 RngLike = Union[int, Sequence[int], np.random.Generator]
 
@@ -141,7 +142,6 @@ def encode_dataset(encode_fn: Callable, examples: Iterable[Mapping], *, feat_num
   Returns:
     {class_id: (n, feat_num) float32}, only classes with at least one instance.
   """
-  from tqdm import tqdm  # pylint: disable=import-outside-toplevel
   per_class: Dict[int, List[np.ndarray]] = {}
   for ex in tqdm(examples, total=total, disable=not progress, unit='batch',
                  desc='encode_features'):
@@ -172,7 +172,6 @@ def cluster_features(per_class: Mapping[int, np.ndarray], *,
   caps at the sample count; identical rows cannot make more clusters).
   Deterministic for a given ``seed`` and ``n_init``. Empty classes are left out.
   """
-  from sklearn.cluster import KMeans  # pylint: disable=import-outside-toplevel
   if n_clusters < 1:
     raise ValueError(f'n_clusters must be >= 1, got {n_clusters}')
   out, feat_num = {}, None
@@ -192,24 +191,12 @@ def cluster_features(per_class: Mapping[int, np.ndarray], *,
   return out
 
 
-def config_hash(model_cfg, *, ignore=('dtype',)) -> str:
-  """Stable hash of a model config (ConfigDict or dict): JSON, sorted keys.
-
-  ``ignore`` leaves out fields that do not change the networks' weights
-  (compute dtype by default).
-  """
-  d = model_cfg.to_dict() if hasattr(model_cfg, 'to_dict') else dict(model_cfg)
-  d = {k: v for k, v in d.items() if k not in ignore}
-  text = json.dumps(d, sort_keys=True, separators=(',', ':'), default=str)
-  return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def _centers(value) -> np.ndarray:
   return np.asarray(value.centers if hasattr(value, 'centers') else value, np.float32)
 
 
 def save_clusters(path: str, clusters: Mapping[int, ClassClusters], *,
-                  config_hash: str, feat_num: int) -> None:  # pylint: disable=redefined-outer-name
+                  config_hash: str, feat_num: int) -> None:
   """Writes clusters to an .npz file (atomically), with format version and hash."""
   arrays = {'format_version': np.int64(FORMAT_VERSION), 'feat_num': np.int64(feat_num),
             'config_hash': np.str_(config_hash),

@@ -3,49 +3,132 @@ r"""hdgan_jax entry point: train, generate, or encode instance features.
   python -m hdgan_jax.main --config=experiments/cityscapes.py --workdir=runs/city
   python -m hdgan_jax.main --config=experiments/demo.py --workdir=runs/demo \
       --mode=generate --labels=path/to/labels --instances=path/to/insts --out=results
+  python -m hdgan_jax.main --config=experiments/cityscapes.py --mode=generate \
+      --checkpoint=latest_net_G.pth --labels=test_label/ --instances=test_inst/ --out=results/
   python -m hdgan_jax.main --config=experiments/demo.py --workdir=runs/demo --mode=encode_features
 
-Any config field can be overridden: --config.model.ngf=32 --config.batch_size=8.
-Unknown keys are rejected.
+A trained model comes from ``--workdir`` (one of our runs) or ``--checkpoint``
+(NVIDIA's ``latest_net_G.pth``, an ``.npz``, or an original checkpoint
+folder); see :mod:`hdgan_jax.run`. Any config field can be overridden:
+--config.model.ngf=32 --config.batch_size=8. Unknown keys are rejected.
+
+Heavy modules (JAX, TensorFlow) are imported inside :func:`main` so that
+``--help`` answers at once.
 """
 
+import json
+import os
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
+
+from hdgan_jax import console
 
 config_flags.DEFINE_config_file('config', None, 'Experiment config file (experiments/*.py).',
                                 lock_config=True)
-flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, samples, logs.')
 flags.DEFINE_enum('mode', 'train', ['train', 'generate', 'encode_features'], 'What to do.')
+flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, samples, logs. For generate and '
+                    'encode_features, the trained run to use (or give --checkpoint).')
+flags.DEFINE_string('checkpoint', None, 'generate/encode_features: weights instead of a workdir: '
+                    "NVIDIA's latest_net_G.pth, an .npz, or an original checkpoint folder "
+                    '(latest_net_G.pth, latest_net_E.pth, features_clustered_010.npy).')
+flags.DEFINE_integer('step', None, 'generate/encode_features: the checkpoint step of --workdir '
+                     '(default: the latest).')
+flags.DEFINE_string('clusters', None, 'Feature clusters to use: our clusters.npz or the '
+                    "original's features_clustered_010.npy (default: the run's own).")
 flags.DEFINE_string('labels', None, 'generate: a label-id PNG or a folder of them.')
 flags.DEFINE_string('instances', None, 'generate: instance PNG(s) matching --labels (same names).')
-flags.DEFINE_string('out', None, 'generate: output folder (default WORKDIR/generated).')
+flags.DEFINE_string('out', None, 'generate: output folder (default WORKDIR/generated); '
+                    'encode_features: cluster file (.npz ours, .npy the original format).')
 flags.DEFINE_integer('num_samples', 1, 'generate: diverse outputs per label map (use_features).')
 flags.DEFINE_string('styles', None, 'generate: JSON {instance id: cluster index} for chosen styles.')
 flags.DEFINE_integer('seed', 0, 'generate: seed for sampling styles.')
-flags.mark_flags_as_required(['config', 'workdir'])
+flags.DEFINE_bool('verbose', False, 'Library logs and tracebacks on the terminal, not only in '
+                  'the log file.')
+flags.mark_flags_as_required(['config'])
 FLAGS = flags.FLAGS
+
+
+def _log_dir() -> str:
+  if FLAGS.mode == 'train' or (FLAGS.workdir and not FLAGS.checkpoint):
+    return FLAGS.workdir
+  return FLAGS.out if FLAGS.mode == 'generate' else os.path.dirname(FLAGS.out or '') or '.'
+
+
+def _validate() -> None:
+  if FLAGS.mode == 'train':
+    if not FLAGS.workdir:
+      raise app.UsageError('--mode=train needs --workdir (where checkpoints and samples go)')
+    if FLAGS.checkpoint:
+      raise app.UsageError('--checkpoint is for generate/encode_features; to start training '
+                           'from weights use --config.init_from=FILE_OR_WORKDIR')
+    return
+  if not (FLAGS.workdir or FLAGS.checkpoint):
+    raise app.UsageError(f'--mode={FLAGS.mode} needs a trained model: --workdir=RUN or '
+                         '--checkpoint=latest_net_G.pth (or an original checkpoint folder)')
+  if FLAGS.mode == 'generate':
+    if not FLAGS.labels:
+      raise app.UsageError('--mode=generate needs --labels (a PNG or a folder)')
+    if not FLAGS.out:
+      if not FLAGS.workdir or FLAGS.checkpoint:
+        raise app.UsageError('--mode=generate with --checkpoint needs --out=FOLDER')
+      FLAGS.out = os.path.join(FLAGS.workdir, 'generated')
+
+
+def _devices() -> str:
+  import jax  # lazy: keeps --help fast
+  devs = jax.devices()
+  kinds = sorted({d.device_kind for d in devs})
+  procs = f' in {jax.process_count()} processes' if jax.process_count() > 1 else ''
+  return f'{len(devs)} {jax.default_backend()} device{"s" * (len(devs) != 1)} ({", ".join(kinds)}){procs}'
+
+
+def _train(config) -> None:
+  from hdgan_jax import train  # lazy: keeps --help fast
+  config_name = os.path.basename(FLAGS['config'].config_filename or 'config')
+  console.say(f'hdgan_jax: training {config_name} on {_devices()}')
+  console.say(f'  results: {FLAGS.workdir}/ (index.html, samples/, metrics.jsonl, checkpoints/)'
+              + (f'; log: {console.log_path()}' if console.log_path() else ''))
+  train.train_and_evaluate(config, FLAGS.workdir)
+
+
+def _load_run(config):
+  from hdgan_jax import run as run_lib  # lazy: keeps --help fast
+  r = run_lib.load(config, workdir=FLAGS.workdir, checkpoint_path=FLAGS.checkpoint,
+                   step=FLAGS.step, clusters=FLAGS.clusters)
+  console.say(f'hdgan_jax: {FLAGS.mode} with {r.describe()}, on {_devices()}')
+  return r
+
+
+def _generate(config) -> None:
+  from tqdm import tqdm  # lazy: keeps --help fast
+  from hdgan_jax import generate  # lazy: keeps --help fast
+  r = _load_run(config)
+  written = generate.generate(
+      r, labels=FLAGS.labels, instances=FLAGS.instances, out=FLAGS.out,
+      num_samples=FLAGS.num_samples, styles=FLAGS.styles, seed=FLAGS.seed,
+      progress=lambda xs: tqdm(xs, desc='generate', unit='map', dynamic_ncols=True))
+  console.say(f'wrote {len(written)} images to {FLAGS.out}/')
+
+
+def _encode(config) -> None:
+  from hdgan_jax import encode  # lazy: keeps --help fast
+  r = _load_run(config)
+  data_cfg = config if FLAGS.checkpoint else None  # a workdir brings its own data config
+  res = encode.encode_features(r, data_config=data_cfg, n_clusters=config.n_clusters,
+                               out=FLAGS.out)
+  console.say(f'wrote {res["path"]}: instances per class {json.dumps(res["instances"])}')
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  logging.set_verbosity(logging.INFO)
+  _validate()
+  console.setup(_log_dir(), verbose=FLAGS.verbose)
   config = FLAGS.config
-  if FLAGS.mode == 'train':
-    from hdgan_jax import train  # pylint: disable=import-outside-toplevel
-    train.train_and_evaluate(config, FLAGS.workdir)
-  elif FLAGS.mode == 'generate':
-    from hdgan_jax import generate  # pylint: disable=import-outside-toplevel
-    if not FLAGS.labels:
-      raise app.UsageError('--mode=generate needs --labels (a PNG or a folder)')
-    generate.generate(config, FLAGS.workdir, labels=FLAGS.labels, instances=FLAGS.instances,
-                      out=FLAGS.out, num_samples=FLAGS.num_samples, styles=FLAGS.styles,
-                      seed=FLAGS.seed)
-  else:
-    from hdgan_jax import generate  # pylint: disable=import-outside-toplevel
-    generate.encode_features(config, FLAGS.workdir)
+  job = {'train': _train, 'generate': _generate, 'encode_features': _encode}[FLAGS.mode]
+  console.run_cli(lambda: job(config))
 
 
 def parse_flags(argv):
@@ -60,5 +143,11 @@ def parse_flags(argv):
              'hdgan_jax/config.py and the experiment file.')
 
 
-if __name__ == '__main__':
+def run() -> None:
+  """Console script ``hdgan-jax``."""
+  console.quiet_native_logs()
   app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == '__main__':
+  run()

@@ -16,6 +16,7 @@ from clu import metric_writers
 from PIL import Image
 
 from hdgan_jax import fileutil
+from hdgan_jax.data import cityscapes
 
 
 class Writer:
@@ -59,16 +60,23 @@ def truncate_metrics(workdir: str, after_step: int) -> None:
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
-  """[-1, 1] floats -> uint8, as the original's tensor2im."""
-  return np.clip((np.asarray(images, np.float32) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+  """[-1, 1] floats -> uint8 exactly as the original's ``util.tensor2im``.
+
+  The original computes ``(x + 1) / 2 * 255`` in float32, clips and truncates
+  (``astype(uint8)``); rounding instead would make about half of all pixels
+  differ by one grey level from its test.py. Used everywhere (samples,
+  generation, the editor), so images of a converted NVIDIA checkpoint are the
+  original's pixels.
+  """
+  x = np.asarray(images, np.float32)
+  return np.clip((x + np.float32(1.0)) / np.float32(2.0) * np.float32(255.0), 0, 255).astype(np.uint8)
 
 
 def colorize(label: np.ndarray, label_nc: int) -> np.ndarray:
   """Label ids -> RGB: Cityscapes' colours for its 35 ids, a fixed palette otherwise."""
   label = np.asarray(label)
-  if label_nc <= 35:
-    from hdgan_jax.data import demo  # pylint: disable=import-outside-toplevel
-    return demo.colorize_labels(label)
+  if label_nc <= cityscapes.LABEL_NC:
+    return cityscapes.colorize(label)
   rng = np.random.default_rng(1234)
   palette = rng.integers(0, 256, (max(label_nc, 1), 3)).astype(np.uint8)
   return palette[np.clip(label, 0, label_nc - 1)]

@@ -18,32 +18,32 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
-from hdgan_jax import checkpoint, convert, reporting, step as step_lib
+from hdgan_jax import (checkpoint, config as config_lib, console, convert, eval_semantic, reporting,
+                       run as run_lib, step as step_lib)
 from hdgan_jax.convert import io as weight_io
+from hdgan_jax.data import check as data_check, demo, pipeline
 
 
 class NonFiniteLossError(FloatingPointError):
   """A loss became NaN or infinite; the run stopped without saving that state."""
+  user_facing = True  # console.run_cli prints the message alone
 
 
 def init_generator_from(path: str, config, g_params) -> Dict:
-  """G weights from a previous run (workdir), an original .pth or our .npz, loaded partially.
+  """G weights from a previous run (workdir), an original .pth/.npz or folder, loaded partially.
 
   This is the progressive schedule's hand-over: a trained global generator
   initialises the G1 inside a local one; whatever does not fit keeps its init.
+  A workdir brings its own model config; a weight file is read with the
+  state_dict's own shapes, whatever this run's options are.
   """
   cfg = config.model
   base = {'params': g_params['G']}
-  if os.path.isdir(path):
-    mngr = checkpoint.manager(path, async_save=False)
-    saved = checkpoint.saved_config(mngr)
-    if saved is None:
-      raise FileNotFoundError(f'init_from={path}: no checkpoint in {path}/checkpoints')
-    import ml_collections  # pylint: disable=import-outside-toplevel
-    src_cfg = ml_collections.ConfigDict(saved['model'])
-    restored = mngr.restore(mngr.latest_step(), args=checkpoint.ocp.args.Composite(
-        state=checkpoint.ocp.args.StandardRestore()))['state']
-    sd = convert.to_pix2pixhd({'params': restored['g_params']['G']}, 'G', src_cfg)
+  if os.path.isdir(os.path.join(path, 'checkpoints')):
+    src = run_lib.from_workdir(path)
+    sd = convert.to_pix2pixhd({'params': src.params['G']}, 'G', src.model)
+  elif os.path.isdir(path):
+    sd = weight_io.load_state_dict(run_lib.original_folder(path)[0])
   else:
     sd = weight_io.load_state_dict(path)
   report = convert.Report('G')
@@ -65,7 +65,7 @@ def make_generate_fn(nets, config):
 
 def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
   """Trains per ``config`` in ``workdir`` (resuming if it holds a checkpoint)."""
-  from hdgan_jax.data import check as data_check, pipeline  # pylint: disable=import-outside-toplevel
+  config_lib.validate(config)
   os.makedirs(workdir, exist_ok=True)
   is_main = jax.process_index() == 0
   mesh = step_lib.make_mesh()
@@ -95,7 +95,7 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
   data_state, start = None, 0
   if restored is not None:
     state, data_state, start = restored
-    logging.info('resumed %s at step %d', workdir, start)
+    console.say(f'  resuming from the checkpoint at step {start} of {num_steps}')
   elif config.init_from:
     state = state.replace(g_params=init_generator_from(config.init_from, config, state.g_params))
   repl = NamedSharding(mesh, P())
@@ -178,7 +178,6 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
 
 def _held_out_demo(config, n: int = 16) -> Dict[str, jax.Array]:
   """Demo scenes never seen in training (another seed) to score generated images on."""
-  from hdgan_jax.data import demo  # pylint: disable=import-outside-toplevel
   d = config.data
   scenes = [demo.render_scene(i, height=d.demo_height, width=d.demo_width, seed=config.seed + 20_000)
             for i in range(n)]
@@ -189,7 +188,6 @@ def _held_out_demo(config, n: int = 16) -> Dict[str, jax.Array]:
 
 def _semantic_scorer(config, workdir: str):
   """The demo's colour/texture pixel classifier, fitted once per workdir and cached."""
-  from hdgan_jax import eval_semantic  # pylint: disable=import-outside-toplevel
   path = os.path.join(workdir, 'semantic_scorer.pkl')
   if os.path.exists(path):
     return eval_semantic.SemanticScorer.load(path)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from hdgan_jax.data import demo
+from hdgan_jax.data import cityscapes, demo
 
 
 def scene(i, h=64, w=128, seed=0):
@@ -103,15 +103,13 @@ def test_palettes_used_and_multimodal():
   assert len(used[demo.CAR]) >= 3 and len(used[demo.PERSON]) >= 3
 
 
-def test_colorize_labels():
-  ids = np.array([[7, 8, 11, 26], [-1, 0, 34, 255]])
-  rgb = demo.colorize_labels(ids)
-  assert rgb.shape == (2, 4, 3) and rgb.dtype == np.uint8
-  assert rgb[0].tolist() == [[128, 64, 128], [244, 35, 232], [70, 70, 70], [0, 0, 142]]
-  assert rgb[1].tolist() == [[0, 0, 142], [0, 0, 0], [0, 0, 0], [0, 0, 0]]
-  assert len(demo.CITYSCAPES_COLORS) == 35
-  for c in demo.CLASSES:
-    assert tuple(demo.colorize_labels(np.uint8(c))) == demo.CITYSCAPES_COLORS[c]
+def test_classes_are_cityscapes_ids():
+  """The demo's classes and things are Cityscapes' (names and colours from data.cityscapes)."""
+  for c, name in demo.CLASSES.items():
+    assert cityscapes.NAMES[c] == name
+    assert tuple(cityscapes.colorize(np.uint8(c))) == cityscapes.COLORS[c]
+  assert set(demo.THING_CLASSES) <= set(cityscapes.THING_IDS)
+  assert not (set(demo.CLASSES) - set(demo.THING_CLASSES)) & set(cityscapes.THING_IDS)
 
 
 def test_bad_arguments():

@@ -5,16 +5,18 @@ import os
 import subprocess
 import sys
 
+from absl import flags
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 from PIL import Image
 
 from hdgan_jax import edit, edit_cli
+from hdgan_jax.data import cityscapes
 from hdgan_jax.edit import EditError
 from hdgan_jax.features import instance_class
 
-THING = edit.CITYSCAPES_THING_CLASSES
+THING = cityscapes.THING_IDS
 KW = dict(label_nc=35, thing_classes=THING)
 CLASSES = [7, 8, 11, 21, 23, 24, 26, 33]   # road .. sky are stuff; 24, 26, 33 things
 
@@ -217,5 +219,4 @@ def test_cli_failure_writes_nothing(tmp_path, files, ops, extra, message):
 
 
 def test_importing_defines_no_flags():
-  from absl import flags  # pylint: disable=import-outside-toplevel
   assert 'out_label' not in flags.FLAGS and 'thing_classes' not in flags.FLAGS

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from hdgan_jax import features, models
+from hdgan_jax import architecture, features, models
 from tests.conftest import tiny_model
 
 
@@ -82,7 +82,7 @@ def clusters3():
 
 def test_cluster_file_round_trip(tmp_path, cfg):
   path = str(tmp_path / 'clusters.npz')
-  h = features.config_hash(cfg)
+  h = architecture.fingerprint(cfg)
   features.save_clusters(path, clusters3(), config_hash=h, feat_num=3)
   got = features.load_clusters(path, expect_config_hash=h, expect_feat_num=3)
   assert sorted(got) == [7, 26]
@@ -94,7 +94,7 @@ def test_cluster_file_round_trip(tmp_path, cfg):
 
 def test_cluster_file_any_name_and_interrupted_write(tmp_path, cfg, monkeypatch):
   path = tmp_path / 'clusters'     # no .npz: np.savez must not write to another name
-  h = features.config_hash(cfg)
+  h = architecture.fingerprint(cfg)
   features.save_clusters(str(path), clusters3(), config_hash=h, feat_num=3)
   assert sorted(features.load_clusters(str(path), expect_config_hash=h)) == [7, 26]
   before = path.read_bytes()
@@ -109,10 +109,10 @@ def test_cluster_file_any_name_and_interrupted_write(tmp_path, cfg, monkeypatch)
 
 def test_cluster_file_for_another_model_is_refused(tmp_path, cfg):
   path = str(tmp_path / 'clusters.npz')
-  features.save_clusters(path, clusters3(), config_hash=features.config_hash(cfg), feat_num=3)
+  features.save_clusters(path, clusters3(), config_hash=architecture.fingerprint(cfg), feat_num=3)
   other = tiny_model(nef=8)
   with pytest.raises(features.ClusterFileError, match='another model') as e:
-    features.load_clusters(path, expect_config_hash=features.config_hash(other))
+    features.load_clusters(path, expect_config_hash=architecture.fingerprint(other))
   assert 'encode_features' in str(e.value)
   assert isinstance(e.value, ValueError)
   with pytest.raises(features.ClusterFileError, match='feat_num=8'):
@@ -122,11 +122,11 @@ def test_cluster_file_for_another_model_is_refused(tmp_path, cfg):
     features.load_clusters(str(tmp_path / 'junk.npz'))
 
 
-def test_config_hash_stable_and_sensitive(cfg):
-  h = features.config_hash(cfg)
-  assert h == features.config_hash(dict(reversed(list(cfg.to_dict().items()))))
-  assert h == features.config_hash(tiny_model(dtype='bfloat16'))   # dtype ignored
-  assert h != features.config_hash(tiny_model(feat_num=4))
+def test_fingerprint_stable_and_sensitive(cfg):
+  h = architecture.fingerprint(cfg)
+  assert h == architecture.fingerprint(dict(reversed(list(cfg.to_dict().items()))))
+  assert h == architecture.fingerprint(tiny_model(dtype='bfloat16'))   # dtype ignored
+  assert h != architecture.fingerprint(tiny_model(feat_num=4))
 
 
 def big_scene():

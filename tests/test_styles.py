@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from test_train import tiny_run_config
-from hdgan_jax import features, generate, train
+from hdgan_jax import architecture, encode, features, generate, render, run, train
 from hdgan_jax.data import demo
 
 
@@ -26,18 +26,18 @@ def trained(tmp_path_factory):
   wd = str(tmp_path_factory.mktemp('feat'))
   c = features_config(steps=150)
   train.train_and_evaluate(c, wd)
-  path = generate.encode_features(c, wd)
+  path = encode.encode_features(run.from_workdir(wd, c), n_clusters=c.n_clusters)['path']
   return c, wd, path
 
 
 def test_cluster_file_is_tied_to_the_model(trained):
   c, _, path = trained
-  clusters = features.load_clusters(path, expect_config_hash=features.config_hash(c.model))
+  clusters = features.load_clusters(path, expect_config_hash=architecture.fingerprint(c.model))
   assert demo.CAR in clusters and len(clusters[demo.CAR].centers) >= 2
   other = c.model.copy_and_resolve_references()
   other.ngf = 8
   with pytest.raises(features.ClusterFileError, match='another model'):
-    features.load_clusters(path, expect_config_hash=features.config_hash(other))
+    features.load_clusters(path, expect_config_hash=architecture.fingerprint(other))
 
 
 def test_one_car_two_styles(trained, tmp_path):
@@ -53,7 +53,7 @@ def test_one_car_two_styles(trained, tmp_path):
   outs = []
   for k in (0, far):
     (tmp_path / 'styles.json').write_text('{"%d": %d}' % (car, k))
-    p = generate.generate(c, wd, labels=str(tmp_path / 's_labelIds.png'),
+    p = generate.generate(run.from_workdir(wd, c), labels=str(tmp_path / 's_labelIds.png'),
                           instances=str(tmp_path / 's_instanceIds.png'), out=str(tmp_path / f'o{k}'),
                           styles=str(tmp_path / 'styles.json'), num_samples=1)[0]
     outs.append(np.asarray(Image.open(p), np.float32))
@@ -73,7 +73,7 @@ def test_interactive_editor_session_and_http(trained, tmp_path):
   from hdgan_jax import editor
   c, wd, _ = trained
   scene = demo.render_scene(1, height=32, width=64, seed=11)
-  renderer = generate.Renderer(wd, c)
+  renderer = render.Renderer(run.from_workdir(wd, c))
   session = editor.Session(renderer, scene['label'], scene['inst'], out_dir=str(tmp_path / 'ed'))
   server = editor.serve(session, port=0)
   threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from conftest import tiny_model
-from hdgan_jax import checkpoint, config as config_lib, generate, train
+from hdgan_jax import checkpoint, config as config_lib, generate, run, train
 
 
 def tiny_run_config(steps=4, **kw):
@@ -121,13 +121,15 @@ def test_generate_from_label_files(full_run, tmp_path):
   scene = demo.render_scene(3, height=32, width=64)
   Image.fromarray(scene['label']).save(tmp_path / 'a_labelIds.png')
   Image.fromarray(scene['inst'].astype(np.uint16)).save(tmp_path / 'a_instanceIds.png')
-  out = generate.generate(tiny_run_config(), full_run, labels=str(tmp_path / 'a_labelIds.png'),
+  r = run.from_workdir(full_run, tiny_run_config())
+  out = generate.generate(r, labels=str(tmp_path / 'a_labelIds.png'),
                           instances=str(tmp_path / 'a_instanceIds.png'), out=str(tmp_path / 'out'))
-  assert [os.path.basename(p) for p in out] == ['a_synthesized.png']
+  assert [os.path.basename(p) for p in out] == ['a_labelIds_synthesized_image.png']
   assert Image.open(out[0]).size == (64, 32)
   with pytest.raises(ValueError, match='use_features'):
-    generate.generate(tiny_run_config(), full_run, labels=str(tmp_path / 'a_labelIds.png'),
-                      instances=str(tmp_path / 'a_instanceIds.png'), num_samples=3)
+    generate.generate(r, labels=str(tmp_path / 'a_labelIds.png'),
+                      instances=str(tmp_path / 'a_instanceIds.png'), out=str(tmp_path / 'o2'),
+                      num_samples=3)
 
 
 MULTI = r'''
@@ -176,9 +178,7 @@ def test_init_local_generator_from_trained_global_run(full_run):
   nets = step.build(c, steps_per_epoch=4)
   fresh = step.init_state(nets, c, jax.random.PRNGKey(3), height=32, width=64).g_params
   loaded = train.init_generator_from(full_run, c, fresh)
-  mngr = checkpoint.manager(full_run, async_save=False)
-  trained = mngr.restore(mngr.latest_step(), args=checkpoint.ocp.args.Composite(
-      state=checkpoint.ocp.args.StandardRestore()))['state']['g_params']['G']
+  trained = run.from_workdir(full_run).params['G']
   for name in ('conv_in', 'down_0', 'res_0', 'up_1'):
     jax.tree_util.tree_map(np.testing.assert_array_equal, loaded['G']['global'][name], trained[name])
   jax.tree_util.tree_map(np.testing.assert_array_equal, loaded['G']['enhancer_1'],

@@ -23,7 +23,13 @@ Examples:
 import sys
 
 from absl import app, flags
+import jax
 from ml_collections import config_flags
+
+# Importing the package (``hdgan_jax.convert``) already loads jax and the models, so
+# nothing is gained by importing these late.
+from hdgan_jax import convert, models
+from hdgan_jax.convert import io, pix2pixhd, vgg
 
 COMMANDS = ('check', 'import', 'export', 'vgg19', 'pth2npz')
 
@@ -54,10 +60,6 @@ def main(argv):
     _usage('--config is required (an experiment file such as experiments/cityscapes.py)')
   if not src:
     _usage('--from is required')
-  import jax  # pylint: disable=import-outside-toplevel
-  from hdgan_jax import convert, models  # pylint: disable=import-outside-toplevel
-  from hdgan_jax.convert import io  # pylint: disable=import-outside-toplevel
-  from hdgan_jax.convert import pix2pixhd  # pylint: disable=import-outside-toplevel
   cfg = FLAGS.config.model
   try:
     if command in ('check', 'import'):
@@ -91,7 +93,6 @@ def main(argv):
 
 
 def _pth2npz(src):
-  from hdgan_jax.convert import io  # pylint: disable=import-outside-toplevel
   if not src or not FLAGS.out:
     _usage('pth2npz needs --from and --out')
   try:
@@ -105,7 +106,6 @@ def _pth2npz(src):
 
 
 def _vgg19(src):
-  from hdgan_jax.convert import io, vgg  # pylint: disable=import-outside-toplevel
   if not src or not FLAGS.out:
     _usage('vgg19 needs --from and --out')
   try:

@@ -30,6 +30,7 @@ def _need_file(path: str) -> None:
 
 def _import_torch(path: str):
   try:
+    # optional dependency: torch is the `[torch]` extra, needed only for .pth files.
     import torch  # pylint: disable=import-outside-toplevel
   except ImportError as e:
     raise WeightFileError(

@@ -250,3 +250,13 @@ def to_pix2pixhd(variables, net: str, cfg) -> Dict[str, np.ndarray]:
     if key.endswith('running_var'):
       out[key[:-len('running_var')] + 'num_batches_tracked'] = np.array(0, np.int64)
   return out
+
+
+def state_dict_shapes(net: str, cfg) -> Dict[str, Tuple[int, ...]]:
+  """Original key -> tensor shape (OIHW etc.) of network ``net`` for ``cfg``; no allocation."""
+  shapes = flax.traverse_util.flatten_dict(flax.core.unfreeze(abstract_variables(net, cfg)))
+  out = {}
+  for key, (coll, path, kind) in key_table(net, cfg).items():
+    want = tuple(shapes[(coll,) + path].shape)
+    out[key] = tuple(np.shape(_to_torch(kind, path[-1], np.broadcast_to(np.float32(0), want))))
+  return out

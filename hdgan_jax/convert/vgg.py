@@ -11,6 +11,7 @@ import hashlib
 import os
 from typing import Dict, Tuple
 
+import h5py
 import numpy as np
 
 from hdgan_jax.convert import io
@@ -42,7 +43,6 @@ def from_torchvision(sd: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
 
 
 def from_keras_h5(path: str) -> Dict[str, np.ndarray]:
-  import h5py  # pylint: disable=import-outside-toplevel
   out = {}
   with h5py.File(path, 'r') as f:
     root = f['model_weights'] if 'model_weights' in f else f

@@ -3,13 +3,24 @@
 Stable API (the trainer's entry points) lives in :mod:`hdgan_jax.data.pipeline`:
 ``make_train_iterator``, ``make_eval_examples``, ``dataset_size``,
 ``requires_no_instance`` and ``load_pair``; the start-of-run data check is
-:func:`hdgan_jax.data.check.run_checks`. Modules: ``sources`` (layouts and
-decoding), ``palette`` (colour-coded label maps), ``preprocess`` (the
-original's resize/crop/flip), ``build`` (tfds ArrayRecord packing), ``check``
-and ``demo`` (built-in synthetic scenes). Submodules are imported on use so
-that ``import hdgan_jax.data`` stays light in grain worker processes.
+:func:`hdgan_jax.data.check.run_checks`.
+
+Modules, leaves first (each imports only modules above it, at the top):
+
+* ``errors`` (:class:`DataError`) and ``cityscapes`` (Cityscapes' label table):
+  no project imports;
+* ``palette`` (colour-coded label maps), ``preprocess`` (the original's
+  resize/crop/flip), ``demo`` (built-in synthetic scenes), ``decode`` (one
+  file -> numpy, using the model's label-id check);
+* ``tfds_source`` (reading prepared tfds datasets), then ``sources`` (file
+  layouts and the source registry) and ``user_files`` (a user's maps for
+  generation);
+* ``pipeline`` (grain), then ``check`` (the data check) and ``build`` (tfds
+  ArrayRecord packing).
+
+The package itself imports only ``errors``, so ``import hdgan_jax.data`` stays light.
 """
 
-from hdgan_jax.data.sources import DataError
+from hdgan_jax.data.errors import DataError
 
 __all__ = ['DataError']

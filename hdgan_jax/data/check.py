@@ -25,8 +25,8 @@ from absl import logging
 from ml_collections import config_flags
 import numpy as np
 
-from hdgan_jax.data import pipeline, sources
-from hdgan_jax.data.sources import DataError
+from hdgan_jax.data import cityscapes, pipeline, sources
+from hdgan_jax.data.errors import DataError
 
 SAMPLE_SIZE = 16      # examples decoded by a 'sample' check
 MAX_LISTED = 20       # files listed per kind of problem
@@ -206,9 +206,9 @@ def run_checks(config, full=None) -> Report:
 
 
 def _class_names(config):
-  if config.model.label_nc == 35:
-    from hdgan_jax.data import palette  # pylint: disable=import-outside-toplevel
-    return {i: n for i, n, _ in palette.CITYSCAPES_LABELS}
+  """Cityscapes' class names for a 35-class model (the report's histogram), else None."""
+  if config.model.label_nc == cityscapes.LABEL_NC:
+    return dict(cityscapes.NAMES)
   return None
 
 

@@ -12,17 +12,8 @@ import io
 import numpy as np
 from PIL import Image
 
-
-class DataError(ValueError):
-  """A dataset problem; the message names the file(s) and how to fix it.
-
-  ``kind`` sorts problems for the data check: 'unreadable', 'ids' (label ids,
-  colours or instance ids out of range), 'size', 'unpaired' or 'setup'.
-  """
-
-  def __init__(self, message, kind='setup'):
-    super().__init__(message)
-    self.kind = kind
+from hdgan_jax.data.errors import DataError
+from hdgan_jax.models.inputs import check_label_ids
 
 
 def _open(src, where):
@@ -70,8 +61,6 @@ def read_label_ids(src, where, fix='convert colour-coded maps to ids first'):
 def check_ids(ids, label_nc, where):
   """Label ids must lie in [0, label_nc); raises DataError with the model's message."""
   if ids.size and (ids.min() < 0 or ids.max() >= label_nc):
-    # Imported here: grain workers then start without loading the model code.
-    from hdgan_jax.models.inputs import check_label_ids  # pylint: disable=import-outside-toplevel
     try:
       check_label_ids(ids, label_nc, where=f'{where}: label map')
     except ValueError as e:
@@ -111,5 +100,3 @@ def check_sizes(example: dict, where) -> None:
                     'photo and feature maps of an example must be pixel-aligned. Fix or '
                     'remove the example.', kind='size')
 
-
-# ---------------------------------------------------------------- sources

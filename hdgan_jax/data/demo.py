@@ -10,7 +10,8 @@ trees, poles with signs, cars and trucks on the road (side by side and one
 behind another, so instance boundaries matter) and persons on the sidewalks,
 painted far to near so nearer objects occlude farther ones.
 
-Labels are real Cityscapes labelIds and instance maps use Cityscapes'
+Labels are real Cityscapes labelIds (``hdgan_jax.data.cityscapes``; colour
+them with ``cityscapes.colorize``) and instance maps use Cityscapes'
 encoding (``class * 1000 + k`` for things, the label id for stuff), so the
 demo runs through the same code paths as Cityscapes. Each thing instance
 takes one colour from a per-class palette (``PALETTES``): the photo given the
@@ -23,14 +24,15 @@ from typing import Dict, Iterator
 
 import numpy as np
 
-from hdgan_jax.data import palette as palette_lib
+from hdgan_jax.data import cityscapes
 
-ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, TERRAIN, SKY = 7, 8, 11, 17, 20, 21, 22, 23
-PERSON, CAR, TRUCK = 24, 26, 27
-CLASSES = {ROAD: 'road', SIDEWALK: 'sidewalk', BUILDING: 'building', POLE: 'pole',
-           SIGN: 'traffic sign', VEGETATION: 'vegetation', TERRAIN: 'terrain', SKY: 'sky',
-           PERSON: 'person', CAR: 'car', TRUCK: 'truck'}
-THING_CLASSES = (PERSON, CAR, TRUCK)
+ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, TERRAIN, SKY = (cityscapes.ID_OF[n] for n in (
+    'road', 'sidewalk', 'building', 'pole', 'traffic sign', 'vegetation', 'terrain', 'sky'))
+PERSON, CAR, TRUCK = (cityscapes.ID_OF[n] for n in ('person', 'car', 'truck'))
+# The classes a scene can hold, id -> Cityscapes' name.
+CLASSES = {c: cityscapes.NAMES[c] for c in (ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION,
+                                            TERRAIN, SKY, PERSON, CAR, TRUCK)}
+THING_CLASSES = (PERSON, CAR, TRUCK)   # the demo's things (all in cityscapes.THING_IDS)
 PALETTES = {
     CAR: {'red': (172, 28, 34), 'blue': (36, 66, 152), 'white': (228, 228, 224),
           'black': (26, 26, 30), 'silver': (150, 156, 166)},
@@ -39,20 +41,6 @@ PALETTES = {
     TRUCK: {'white': (232, 232, 226), 'yellow': (226, 180, 40), 'blue': (40, 82, 162),
             'green': (40, 112, 72)},
 }
-
-# labelId -> colour (-1: license plate), from Cityscapes' table in palette.py.
-CITYSCAPES_COLORS = {i: color for i, _, color in palette_lib.CITYSCAPES_LABELS}
-# Rows 0..33 are those ids, row 34 is id -1, row 35 (black) any other value.
-_COLOR_LUT = np.array([CITYSCAPES_COLORS[i] for i in range(34)]
-                      + [CITYSCAPES_COLORS[-1], (0, 0, 0)], np.uint8)
-
-
-def colorize_labels(label) -> np.ndarray:
-  """Label ids of any shape (...,) -> (..., 3) uint8 in Cityscapes' official colours."""
-  lab = np.asarray(label).astype(np.int64)
-  idx = np.where(lab == -1, 34, np.where((lab >= 0) & (lab <= 33), lab, 35))
-  return _COLOR_LUT[idx]
-
 
 _FACADES = [(196, 178, 150), (135, 135, 140), (150, 82, 62), (222, 212, 188), (98, 92, 86),
             (172, 150, 118)]

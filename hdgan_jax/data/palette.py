@@ -8,7 +8,7 @@ source (folder, Cityscapes layout, packing, generation) converts the same way.
 ``data.palette`` selects the palette:
 
 * ``''``: label maps already hold ids; no palette.
-* ``'cityscapes'``: Cityscapes' own colour table, built in below.
+* ``'cityscapes'``: Cityscapes' own colour table (``hdgan_jax.data.cityscapes``).
 * a ``.json`` file: ``{"#rrggbb": id, ...}``, ``{"r,g,b": id, ...}`` or a list
   ``[{"color": [r, g, b], "id": n}, ...]``.
 * a ``.csv`` file: rows ``r,g,b,id`` or ``#rrggbb,id`` (a header row is skipped).
@@ -23,31 +23,8 @@ import os
 
 import numpy as np
 
-# Cityscapes' label table: (id, name, colour), exactly cityscapesScripts'
-# helpers/labels.py, the one source of these colours (``demo.CITYSCAPES_COLORS``
-# and ``demo.colorize_labels`` are built from it). Several classes share a colour
-# (ids 0-4 are black; 17/18 and 26/-1 collide); a colour maps to the lowest id
-# >= 0 that has it, which is how colour maps are read back by everyone.
-CITYSCAPES_LABELS = (
-    (0, 'unlabeled', (0, 0, 0)), (1, 'ego vehicle', (0, 0, 0)),
-    (2, 'rectification border', (0, 0, 0)), (3, 'out of roi', (0, 0, 0)),
-    (4, 'static', (0, 0, 0)), (5, 'dynamic', (111, 74, 0)),
-    (6, 'ground', (81, 0, 81)), (7, 'road', (128, 64, 128)),
-    (8, 'sidewalk', (244, 35, 232)), (9, 'parking', (250, 170, 160)),
-    (10, 'rail track', (230, 150, 140)), (11, 'building', (70, 70, 70)),
-    (12, 'wall', (102, 102, 156)), (13, 'fence', (190, 153, 153)),
-    (14, 'guard rail', (180, 165, 180)), (15, 'bridge', (150, 100, 100)),
-    (16, 'tunnel', (150, 120, 90)), (17, 'pole', (153, 153, 153)),
-    (18, 'polegroup', (153, 153, 153)), (19, 'traffic light', (250, 170, 30)),
-    (20, 'traffic sign', (220, 220, 0)), (21, 'vegetation', (107, 142, 35)),
-    (22, 'terrain', (152, 251, 152)), (23, 'sky', (70, 130, 180)),
-    (24, 'person', (220, 20, 60)), (25, 'rider', (255, 0, 0)),
-    (26, 'car', (0, 0, 142)), (27, 'truck', (0, 0, 70)),
-    (28, 'bus', (0, 60, 100)), (29, 'caravan', (0, 0, 90)),
-    (30, 'trailer', (0, 0, 110)), (31, 'train', (0, 80, 100)),
-    (32, 'motorcycle', (0, 0, 230)), (33, 'bicycle', (119, 11, 32)),
-    (-1, 'license plate', (0, 0, 142)),
-)
+from hdgan_jax.data import cityscapes
+from hdgan_jax.data.errors import DataError
 
 
 def _pack(rgb):
@@ -88,7 +65,6 @@ class Palette:
     """(H, W, 3) uint8 colours -> (H, W) ids; unknown colours raise DataError."""
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[-1] != 3:
-      from hdgan_jax.data.sources import DataError  # pylint: disable=import-outside-toplevel
       raise DataError(f'{where}: a colour-coded label map must be RGB, got shape {rgb.shape}; '
                       'set --config.data.palette= (empty) if the maps hold ids')
     codes = _pack(rgb)
@@ -102,7 +78,6 @@ class Palette:
           f'#{int(bad[i]):06x} ({(int(bad[i]) >> 16) & 255},{(int(bad[i]) >> 8) & 255},'
           f'{int(bad[i]) & 255}): {int(counts[i])} px' for i in order[:12])
       more = f' and {len(bad) - 12} more' if len(bad) > 12 else ''
-      from hdgan_jax.data.sources import DataError  # pylint: disable=import-outside-toplevel
       raise DataError(
           f'{where}: {len(bad)} colour(s) not in {self.name}: {listed}{more}. Add them to the '
           'palette file (--config.data.palette), or repaint those pixels with a known colour '
@@ -118,7 +93,9 @@ class Palette:
 
 
 def cityscapes_palette() -> Palette:
-  return Palette(((c, i) for i, _, c in CITYSCAPES_LABELS if i >= 0),
+  """Cityscapes' colours (``data.cityscapes``) -> label ids; a shared colour reads as
+  the lowest id that has it (black: 0 'unlabeled', (0, 0, 142): 26 'car')."""
+  return Palette(((l.color, l.id) for l in cityscapes.LABELS if l.id >= 0),
                  name="Cityscapes' palette")
 
 

@@ -24,10 +24,14 @@ batch an uninterrupted run would have produced.
 
 import dataclasses
 
+from absl import flags
+import grain
 import numpy as np
 
+from hdgan_jax import models
+from hdgan_jax.data import palette as palette_lib
 from hdgan_jax.data import preprocess, sources
-from hdgan_jax.data.sources import DataError
+from hdgan_jax.data.errors import DataError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +49,6 @@ class Prep:
 
 
 def _multiple(config) -> int:
-  from hdgan_jax import models  # pylint: disable=import-outside-toplevel
   return int(models.required_multiple(config.model))
 
 
@@ -170,7 +173,6 @@ def requires_no_instance(config) -> bool:
 
 def make_dataset(config, *, process_index=0, process_count=1):
   """The per-process grain ``MapDataset`` of integer batches (infinite), and its Prep."""
-  import grain  # pylint: disable=import-outside-toplevel
   if process_count < 1 or not 0 <= process_index < process_count:
     raise ValueError(f'process_index={process_index} must be in [0, process_count='
                      f'{process_count})')
@@ -198,7 +200,6 @@ def make_dataset(config, *, process_index=0, process_count=1):
 
 def _parse_absl_flags():
   """grain's worker processes read its absl flags; outside absl.app use their defaults."""
-  from absl import flags  # pylint: disable=import-outside-toplevel
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()
 
@@ -214,7 +215,6 @@ def make_train_iterator(config, *, process_index=0, process_count=1):
   dict) / ``it.set_state(s)`` checkpoint the position; ``it.close()`` stops
   the worker processes.
   """
-  import grain  # pylint: disable=import-outside-toplevel
   d = config.data
   if d.num_workers < 0 or d.prefetch < 0:
     raise ValueError(f'data.num_workers={d.num_workers} and data.prefetch={d.prefetch} must '
@@ -256,7 +256,6 @@ def iterate_eval_batches(config, batch_size: int = 1):
   The last batch may be smaller. Decoding uses ``data.num_workers`` processes
   like training. Yields the same dicts as :func:`make_train_iterator`.
   """
-  import grain  # pylint: disable=import-outside-toplevel
   source = sources.make_source(config)
   prep = make_prep(config)
   first = source[0]
@@ -279,7 +278,6 @@ def load_pair(label_path, inst_path, config, *, image_path=None, feat_path=None)
   (no random crop, no flip). ``inst_path`` may be None with
   ``model.no_instance``; ``image_path`` and ``feat_path`` add those maps.
   """
-  from hdgan_jax.data import palette as palette_lib  # pylint: disable=import-outside-toplevel
   raw = {'name': label_path, 'label': sources.read_label(
       label_path, config, label_path, palette_lib.load_palette(config.data.palette))}
   if not config.model.no_instance:

@@ -10,13 +10,13 @@ packer (``build.py``) and the data check (``check.py``) read data the same way:
 * ``'folder'``: pix2pixHD's ``{phase}_label``, ``{phase}_inst``, ``{phase}_img``,
   ``{phase}_feat`` folders, or ``{phase}_A`` / ``{phase}_B`` when ``label_nc == 0``.
 * ``'tfds'``: a dataset packed by ``python -m hdgan_jax.data.build``, or tfds'
-  own ``cityscapes`` (no instance maps).
+  own ``cityscapes`` (no instance maps), read by ``tfds_source.TfdsSource``.
 * ``'demo'``: scenes rendered by ``hdgan_jax.data.demo.render_scene``.
 
 A raw example is a dict: ``label`` (H, W) integer ids or (H, W, C) uint8 when
 ``label_nc == 0``, ``inst`` (H, W) uint16, ``image`` (H, W, 3) uint8, ``feat``
 (H, W, 3) uint8, and ``name`` (a string for messages). Problems raise
-:class:`DataError` naming the file and the fix.
+:class:`DataError` (``data.errors``; re-exported here) naming the file and the fix.
 """
 
 import dataclasses
@@ -25,9 +25,12 @@ import re
 
 import numpy as np
 
+from hdgan_jax.data import cityscapes, demo
 from hdgan_jax.data import palette as palette_lib
-from hdgan_jax.data.decode import (DataError, check_ids, check_sizes,  # pylint: disable=unused-import
+from hdgan_jax.data.decode import (check_ids, check_sizes,  # pylint: disable=unused-import
                                    read_inst, read_label, read_label_ids, read_rgb)
+from hdgan_jax.data.errors import DataError
+from hdgan_jax.data.tfds_source import TfdsSource
 
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.ppm', '.bmp', '.tif', '.tiff')
 # File-name endings that name the role of a file rather than the scene.
@@ -154,7 +157,8 @@ def list_cityscapes(config) -> Listing:
   """Cityscapes' own tree under ``data.root`` (leftImg8bit/ and gtFine/)."""
   d, m = config.data, config.model
   if m.label_nc == 0:
-    raise DataError('data.source=cityscapes has label maps; set --config.model.label_nc=35')
+    raise DataError('data.source=cityscapes has label maps; set '
+                    f'--config.model.label_nc={cityscapes.LABEL_NC}')
   if d.load_features:
     raise DataError('Cityscapes has no precomputed feature maps; use data.source=folder with '
                     'a {phase}_feat folder or set --config.data.load_features=False')
@@ -234,7 +238,8 @@ class DemoSource:
     if self.n <= 0:
       raise DataError(f'data.demo_num_images must be positive, got {self.n}')
     if config.model.label_nc == 0:
-      raise DataError('the demo scenes have label maps; set --config.model.label_nc=35')
+      raise DataError('the demo scenes have label maps; set '
+                      f'--config.model.label_nc={cityscapes.LABEL_NC}')
 
   def __len__(self):
     return self.n
@@ -243,7 +248,6 @@ class DemoSource:
     return f'demo scene {index}'
 
   def __getitem__(self, index):
-    from hdgan_jax.data import demo  # pylint: disable=import-outside-toplevel
     scene = demo.render_scene(int(index), height=self.h, width=self.w, seed=self.seed)
     out = {'name': self.name(index), 'label': np.asarray(scene['label']),
            'image': np.asarray(scene['image'], np.uint8)}
@@ -307,8 +311,7 @@ def make_source(config, *, allow_unpaired=False):
   elif d.source == 'demo':
     source = DemoSource(config)
   else:
-    from hdgan_jax.data import build  # pylint: disable=import-outside-toplevel
-    source = build.TfdsSource(config)
+    source = TfdsSource(config)
   if d.max_dataset_size and d.max_dataset_size > 0:
     source = LimitedSource(source, d.max_dataset_size)
   return source

@@ -5,6 +5,8 @@ Stable API: :func:`make_generator`, :func:`make_discriminator`,
 :func:`segment_mean`.
 """
 
+import jax.numpy as jnp
+
 from hdgan_jax.models.discriminator import MultiscaleDiscriminator, NLayerDiscriminator
 from hdgan_jax.models.encoder import Encoder
 from hdgan_jax.models.generator import GlobalGenerator, LocalEnhancer, required_multiple
@@ -47,7 +49,6 @@ def make_module_and_inputs(net: str, cfg, *, batch: int = 1, size=None, train: b
 
   ``size`` (H, W) defaults to the smallest size the network accepts.
   """
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   if net == 'G':
     h, w = size or (required_multiple(cfg),) * 2
     return make_generator(cfg, train=train), (jnp.zeros((batch, h, w, generator_input_nc(cfg))),)

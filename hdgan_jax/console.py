@@ -1,0 +1,113 @@
+"""The command line's console: a few lines for people, library logs in a file.
+
+JAX, orbax, absl and TensorFlow log at INFO level by default, which buries a
+progress bar under a hundred lines (orbax alone prints its whole
+``CheckpointManagerOptions``). :func:`setup` routes every library's Python
+logging to ``<log_dir>/hdgan_jax.log`` and keeps the terminal for
+:func:`say`, progress bars and one-line errors; ``--verbose`` puts the logs
+back on the terminal. :func:`run_cli` turns expected errors (bad input,
+missing files) into ``error: ...`` lines with the traceback in the log.
+"""
+
+import logging
+import os
+import sys
+import traceback
+from typing import Callable, Optional
+
+from absl import logging as absl_logging
+
+LOG_NAME = 'hdgan_jax.log'
+
+# Errors that mean "the user's input is wrong": shown as one line, not a traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+               PermissionError, KeyError)
+
+_state = {'log_path': None, 'verbose': False}
+
+
+def quiet_native_logs() -> None:
+  """Silences TensorFlow's and XLA's C++ INFO lines; call before they are imported."""
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  os.environ.setdefault('GRPC_VERBOSITY', 'ERROR')
+
+
+def setup(log_dir: Optional[str], *, verbose: bool = False) -> Optional[str]:
+  """Sends library logging to ``log_dir/hdgan_jax.log`` (terminal if ``verbose``).
+
+  Returns the log file's path (None when logging stays on the terminal).
+  """
+  _state['verbose'] = verbose
+  root = logging.getLogger()
+  root.setLevel(logging.INFO)
+  absl_logging.set_verbosity(absl_logging.INFO)
+  logging.captureWarnings(True)
+  if verbose or not log_dir:
+    return None
+  os.makedirs(log_dir, exist_ok=True)
+  path = os.path.join(log_dir, LOG_NAME)
+  handler = logging.FileHandler(path, encoding='utf-8')
+  handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s'))
+  for h in list(root.handlers):
+    root.removeHandler(h)
+  root.addHandler(handler)
+  _native_stderr_to(path)
+  _state['log_path'] = path
+  return path
+
+
+def _native_stderr_to(path: str) -> None:
+  """C++ libraries' stderr (TensorFlow, XLA) into ``path``; Python's sys.stderr stays on the terminal.
+
+  TensorFlow prints INFO lines through absl's C++ logging before any
+  environment setting can reach it, so the file descriptor itself is moved:
+  fd 2 now writes to the log, and ``sys.stderr`` (tqdm, error messages) to a
+  duplicate of the original terminal descriptor.
+  """
+  try:
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    log_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    sys.stderr = os.fdopen(terminal, 'w', buffering=1, encoding='utf-8', errors='replace')
+  except (OSError, ValueError, AttributeError):  # no real fd 2 (e.g. some notebooks): keep as is
+    pass
+
+
+def log_path() -> Optional[str]:
+  return _state['log_path']
+
+
+def say(message: str) -> None:
+  """A line for people on the terminal (and in the log)."""
+  print(message, flush=True)
+  if _state['log_path']:
+    logging.info('%s', message)
+
+
+def run_cli(fn: Callable[[], None]) -> None:
+  """Calls ``fn``; every error becomes one ``error: ...`` line (traceback in the log or with --verbose).
+
+  Expected errors (bad input, missing files, a busy workdir) print their own
+  message, which names the file, key or flag and the fix. Anything else is
+  an unexpected failure: its type and first line, and where the traceback is.
+  """
+  try:
+    fn()
+  except KeyboardInterrupt:
+    print('\nstopped (Ctrl-C).', file=sys.stderr)
+    sys.exit(130)
+  except SystemExit:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    logging.error('%s', traceback.format_exc())
+    if _state['verbose']:
+      traceback.print_exc()
+    where = f' (details: {_state["log_path"]})' if _state['log_path'] else ''
+    if isinstance(e, USER_ERRORS) or getattr(e, 'user_facing', False):
+      msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+      sys.exit(f'error: {msg}{where}')
+    first = (str(e).strip().splitlines() or [''])[0][:500]
+    hint = '' if _state['verbose'] else '; rerun with --verbose for the traceback'
+    sys.exit(f'error: unexpected {type(e).__name__}: {first}{where}{hint}')
