@@ -9,7 +9,8 @@ differing fields, before anything is overwritten.
 
 import json
 import os
-from typing import Any, Dict, Optional, Tuple
+import time
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import orbax.checkpoint as ocp
 
@@ -72,10 +73,22 @@ def _decode_data_state(blob: Dict) -> Any:
   return blob.get('json')
 
 
-def save(mngr: ocp.CheckpointManager, step: int, state, config, data_state=None) -> None:
-  """Starts an asynchronous save of ``state`` with the config and data position."""
+def data_stream(config, dataset_size: int, process_count: int = 1) -> Dict[str, Any]:
+  """What fixes the order of training batches: a resumed run must see the same stream."""
+  d = config.data
+  return {'batch_size': int(config.batch_size), 'dataset_size': int(dataset_size),
+          'seed': int(config.seed), 'process_count': int(process_count),
+          'source': {k: d.get(k) for k in ('source', 'phase', 'tfds_name',
+                                           'max_dataset_size', 'demo_num_images')},
+          'root': os.path.abspath(d.root) if d.get('root') else ''}
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state, config, data_state=None,
+         stream: Optional[Dict] = None) -> None:
+  """Starts an asynchronous save of ``state`` with the config, data position and stream."""
   meta = {'config': json.loads(config.to_json_best_effort()),
-          'data_state': _encode_data_state(data_state) if data_state is not None else None}
+          'data_state': _encode_data_state(data_state) if data_state is not None else None,
+          'data_stream': stream}
   mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                           meta=ocp.args.JsonSave(meta)))
 
@@ -100,28 +113,82 @@ def mismatch_error(workdir: str, diff) -> ArchitectureMismatchError:
       'or set these options back to the checkpoint\'s values.')
 
 
-def check_compatible(mngr: ocp.CheckpointManager, config, workdir: str) -> None:
-  saved = saved_config(mngr)
-  if saved is None:
-    return
-  diff = architecture_diff(saved, config)
-  if diff:
-    raise mismatch_error(workdir, diff)
+class Restored(NamedTuple):
+  state: Any
+  data_state: Any
+  step: int
+  meta: Dict
+  skipped: List[Tuple[int, str]]   # newer steps that did not restore: (step, reason)
 
 
-def restore(mngr: ocp.CheckpointManager, target_state, step: Optional[int] = None):
-  """(state, data_state, step) from the latest (or given) checkpoint; None if there is none."""
-  step = mngr.latest_step() if step is None else step
-  if step is None:
-    return None
-  try:
-    out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target_state),
-                                                     meta=ocp.args.JsonRestore()))
-  except Exception as e:  # orbax raises many types for corrupt or mismatched trees
-    path = os.path.join(str(mngr.directory), str(step))
+def _reason(e: Exception) -> str:
+  return f'{e.__class__.__name__}: {str(e).splitlines()[0][:200] if str(e) else ""}'
+
+
+def restore_newest(mngr: ocp.CheckpointManager, target_state, config, workdir: str
+                   ) -> Optional[Restored]:
+  """The newest checkpoint that restores; None if there is none.
+
+  Steps are tried newest first. A step whose files are torn (a crash while
+  writing, a full disk) is skipped; once an older one restores, the skipped
+  ones are moved to ``WORKDIR/checkpoints_unreadable/`` (never deleted) so
+  training can write those steps again. A checkpoint of another architecture
+  stops everything at once (it is not damage). If no step restores, nothing
+  is moved and the error names every step and why.
+  """
+  skipped: List[Tuple[int, str]] = []
+  for step in sorted(mngr.all_steps(), reverse=True):
+    try:
+      meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+      saved_model = meta['config']['model']
+    except Exception as e:  # pylint: disable=broad-except  # orbax raises many types
+      skipped.append((step, _reason(e)))
+      continue
+    diff = architecture.diff(saved_model, config.model)
+    if diff:
+      raise mismatch_error(workdir, diff)
+    try:
+      out = mngr.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(target_state)))
+    except Exception as e:  # pylint: disable=broad-except
+      skipped.append((step, _reason(e)))
+      continue
+    if skipped:
+      _move_aside(mngr, workdir, [s for s, _ in skipped])
+    return Restored(out['state'], _decode_data_state(meta.get('data_state')), step, meta, skipped)
+  if skipped:
+    listed = '; '.join(f'step {s}: {r}' for s, r in skipped)
     raise CheckpointRestoreError(
-        f'{path}: cannot restore this checkpoint ({e.__class__.__name__}: '
-        f'{str(e).splitlines()[0][:300] if str(e) else ""}). It is corrupt or its optimizer '
-        'layout differs (e.g. niter_fix_global switched on/off for a local G). Use a new '
-        '--workdir, or move that step folder away to resume from an earlier one.') from e
-  return out['state'], _decode_data_state(out['meta'].get('data_state')), step
+        f'{workdir}/checkpoints: no checkpoint restores ({listed}). They are corrupt or their '
+        'optimizer layout differs (e.g. niter_fix_global switched on/off for a local G). Use '
+        'a new --workdir, or set the options back to the ones they were made with.')
+  return None
+
+
+def _move_aside(mngr: ocp.CheckpointManager, workdir: str, steps: List[int]) -> None:
+  dest = os.path.join(workdir, 'checkpoints_unreadable')
+  os.makedirs(dest, exist_ok=True)
+  stamp = time.strftime('%Y%m%d-%H%M%S')
+  for step in steps:
+    src = os.path.join(str(mngr.directory), str(step))
+    if os.path.exists(src):
+      os.replace(src, os.path.join(dest, f'{step}-{stamp}'))
+  mngr.reload()
+
+
+class DataStreamMismatchError(ValueError):
+  """A resumed run would not see the batches the checkpoint's run saw."""
+
+
+def check_data_stream(saved: Optional[Dict], now: Dict, workdir: str, allow: bool) -> List[str]:
+  """Differences between the checkpoint's data stream and this run's; raises unless ``allow``."""
+  if not saved:
+    return []  # checkpoints from before the stream was recorded
+  diffs = [f'{k}: checkpoint {saved.get(k)!r} vs now {now.get(k)!r}'
+           for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+  if diffs and not allow:
+    raise DataStreamMismatchError(
+        f'{workdir}: resuming would change the training data stream ({"; ".join(diffs)}), so '
+        'the run would not see the batches an uninterrupted one would. Set the options back, '
+        'use a new --workdir, or pass --config.allow_data_change=True to continue anyway.')
+  return diffs

@@ -57,6 +57,7 @@ def data_config() -> ml_collections.ConfigDict:
   d.num_workers = 2          # grain worker processes (0 = in the main process)
   d.prefetch = 2             # batches buffered per worker
   d.check = 'sample'         # data check at start: 'off' | 'sample' | 'full'
+  d.allow_lossy_maps = False  # True: read JPEG/WebP label/instance maps anyway (with a warning)
   d.demo_num_images = 64     # size of the built-in demo dataset
   d.demo_height = 64         # size the demo scenes are rendered at
   d.demo_width = 128
@@ -86,6 +87,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.perceptual_normalize = 'none'   # 'none' = [-1, 1] straight in, as the original; 'imagenet'
   c.gan_mode = ''            # '' = from model.no_lsgan; or 'lsgan' | 'vanilla' | 'hinge'
   c.init_from = ''           # G weights to start from: a workdir, .pth or .npz (partial load)
+  c.allow_data_change = False  # resume although batch size / dataset / order differ from the checkpoint's
 
   # Run length and periodic work, in steps. num_train_steps 0 = (niter + niter_decay) epochs.
   c.num_train_steps = 0

@@ -15,6 +15,7 @@ import sys
 import traceback
 from typing import Callable, Optional
 
+from absl import app, flags
 from absl import logging as absl_logging
 
 LOG_NAME = 'hdgan_jax.log'
@@ -101,7 +102,8 @@ def run_cli(fn: Callable[[], None]) -> None:
   except SystemExit:
     raise
   except Exception as e:  # pylint: disable=broad-except
-    logging.error('%s', traceback.format_exc())
+    if _state['log_path']:
+      logging.error('%s', traceback.format_exc())
     if _state['verbose']:
       traceback.print_exc()
     where = f' (details: {_state["log_path"]})' if _state['log_path'] else ''
@@ -111,3 +113,32 @@ def run_cli(fn: Callable[[], None]) -> None:
     first = (str(e).strip().splitlines() or [''])[0][:500]
     hint = '' if _state['verbose'] else '; rerun with --verbose for the traceback'
     sys.exit(f'error: unexpected {type(e).__name__}: {first}{where}{hint}')
+
+
+def parse_flags(argv):
+  """absl flag parsing that turns a bad flag or ``--config.*`` override into one clear line."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f'error: {e}\nRun with --help for the flags.')
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    detail = str(e).replace('\\n', ' ').replace('\n', ' ').replace("\\'", '').replace("'", '')
+    sys.exit(f'error: bad --config override ({detail}). Fields and defaults: '
+             'hdgan_jax/config.py and the experiment file.')
+
+
+def setup_tool(verbose: bool) -> None:
+  """Logging for a tool command (data.check, convert, edit, ...): no log file, so only
+  warnings and errors reach the terminal, everything with ``verbose``."""
+  setup(None, verbose=verbose)
+  if not verbose:
+    logging.getLogger().setLevel(logging.WARNING)
+    absl_logging.set_verbosity(absl_logging.WARNING)
+
+
+def run_tool(main: Callable, define_flags: Optional[Callable[[], None]] = None) -> None:
+  """Console-script body of a tool: quiet native logs, define its flags, run ``main``."""
+  quiet_native_logs()
+  if define_flags is not None:
+    define_flags()
+  app.run(main, flags_parser=parse_flags)

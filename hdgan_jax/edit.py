@@ -10,7 +10,7 @@ their instance disappears.
 
 Command line (scripted edits; nothing is written unless every edit succeeds):
 
-  python -m hdgan_jax.edit --label=L.png --inst=I.png --ops=edits.json \
+  python -m hdgan_jax.edit --labels=L.png --instances=I.png --ops=edits.json \
       --out_label=L2.png --out_inst=I2.png [--out_styles=styles.json]
 
 edits.json is a list of operations applied in order:
@@ -290,16 +290,47 @@ def styles_to_json(styles: Mapping[int, Style]) -> Dict[str, object]:
   return {str(k): (v if isinstance(v, int) else list(v)) for k, v in sorted(styles.items())}
 
 
+def load_json(path: str, what: str = 'edits'):
+  """A JSON file's contents; a missing, binary or malformed file raises EditError naming
+  the file (and the line and column of a syntax error)."""
+  try:
+    with open(path, encoding='utf-8') as f:
+      return json.load(f)
+  except json.JSONDecodeError as e:
+    raise EditError(f'{path}: not valid JSON at line {e.lineno}, column {e.colno} ({e.msg}); '
+                    f'fix the {what} file') from None
+  except UnicodeDecodeError as e:
+    raise EditError(f'{path}: not a UTF-8 text file (byte {e.start}); the {what} file must be '
+                    'JSON text') from None
+  except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
+    raise EditError(f'{path}: cannot open the {what} file ({e.strerror})') from None
+
+
+def load_ops(path: str) -> list:
+  """Reads an operations JSON file (a list of operations, see the module docstring)."""
+  ops = load_json(path, 'edits')
+  if not isinstance(ops, list):
+    raise EditError(f'{path}: the edits file must hold a JSON list of operations, e.g. '
+                    '[{"op": "remove", "instance": 26001}], got a ' + type(ops).__name__)
+  return ops
+
+
 def load_styles(path: str) -> Dict[int, Style]:
   """Reads a styles JSON file; usable as ``choices`` of feature_map_from_clusters."""
-  with open(path, encoding='utf-8') as f:
-    data = json.load(f)
+  data = load_json(path, 'styles')
   if not isinstance(data, dict):
     raise EditError(f'{path}: styles must be a JSON object {{"instance id": cluster}}')
-  try:
-    return {int(k): _style_value(v) for k, v in data.items()}
-  except ValueError as e:
-    raise EditError(f'{path}: {e}') from None
+  out = {}
+  for k, v in data.items():
+    try:
+      key = int(k)
+    except ValueError:
+      raise EditError(f'{path}: key {k!r} is not an instance id (write {{"26001": 3}})') from None
+    try:
+      out[key] = _style_value(v)
+    except EditError as e:
+      raise EditError(f'{path}: instance {k}: {e}') from None
+  return out
 
 
 if __name__ == '__main__':

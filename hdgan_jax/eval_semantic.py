@@ -23,6 +23,8 @@ from scipy import ndimage
 from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
+from hdgan_jax import fileutil
+
 from hdgan_jax.data import demo
 
 _WINDOWS = (5 / 64, 11 / 64)
@@ -167,15 +169,19 @@ class SemanticScorer:
     """Pickles the fitted scorer (a trusted file: load only what you wrote)."""
     if self.model is None:
       raise RuntimeError('nothing to save: the scorer is not fitted')
-    with open(path, 'wb') as f:
+    with fileutil.atomic_writer(path) as tmp, open(tmp, 'wb') as f:
       pickle.dump({'format': _FORMAT, 'params': self.params, 'n_threads': self.n_threads,
                    'classes': self.classes, 'model': self.model}, f)
 
   @classmethod
   def load(cls, path: str) -> 'SemanticScorer':
     """A scorer written by :meth:`save` (``SemanticScorer.load(path)``)."""
-    with open(path, 'rb') as f:
-      state = pickle.load(f)
+    try:
+      with open(path, 'rb') as f:
+        state = pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError,
+            IndexError, TypeError, ValueError) as e:
+      raise ValueError(f'{path} is not a readable SemanticScorer ({type(e).__name__})') from e
     if not isinstance(state, dict) or state.get('format') != _FORMAT:
       raise ValueError(f'{path} is not a saved SemanticScorer')
     scorer = cls(**state['params'], n_threads=state['n_threads'])

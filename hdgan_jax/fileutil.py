@@ -76,6 +76,11 @@ def atomic_writer(path: PathLike, suffix: Optional[str] = None) -> Iterator[str]
   """
   path = os.fspath(path)
   folder = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(folder):
+    raise FileNotFoundError(f'{path}: the folder {folder} does not exist; create it or '
+                            'choose another path')
+  if os.path.isdir(path):
+    raise IsADirectoryError(f'{path} is a folder; give a file path')
   if suffix is None:
     suffix = '.tmp' + os.path.splitext(path)[1]
   fd, tmp = tempfile.mkstemp(dir=folder, suffix=suffix,

@@ -18,7 +18,6 @@ Heavy modules (JAX, TensorFlow) are imported inside :func:`main` so that
 
 import json
 import os
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -108,7 +107,8 @@ def _generate(config) -> None:
   written = generate.generate(
       r, labels=FLAGS.labels, instances=FLAGS.instances, out=FLAGS.out,
       num_samples=FLAGS.num_samples, styles=FLAGS.styles, seed=FLAGS.seed,
-      progress=lambda xs: tqdm(xs, desc='generate', unit='map', dynamic_ncols=True))
+      progress=lambda xs: tqdm(xs, desc='generate', unit='map', dynamic_ncols=True),
+      notify=console.say)
   console.say(f'wrote {len(written)} images to {FLAGS.out}/')
 
 
@@ -131,22 +131,10 @@ def main(argv):
   console.run_cli(lambda: job(config))
 
 
-def parse_flags(argv):
-  """absl flag parsing that turns a bad --config.* override into one clear line."""
-  try:
-    return FLAGS(argv)
-  except flags.Error as e:
-    sys.exit(f'error: {e}\nRun with --help for the flags.')
-  except (AttributeError, KeyError, TypeError, ValueError) as e:
-    detail = str(e).replace('\\n', ' ').replace('\n', ' ').replace("\\'", '').replace("'", '')
-    sys.exit(f'error: bad --config override ({detail}). Fields and defaults: '
-             'hdgan_jax/config.py and the experiment file.')
-
-
 def run() -> None:
   """Console script ``hdgan-jax``."""
   console.quiet_native_logs()
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=console.parse_flags)
 
 
 if __name__ == '__main__':

@@ -15,7 +15,7 @@ import numpy as np
 from clu import metric_writers
 from PIL import Image
 
-from hdgan_jax import fileutil
+from hdgan_jax import fileutil, plots
 from hdgan_jax.data import cityscapes
 
 
@@ -43,20 +43,32 @@ class Writer:
 
 
 def read_metrics(workdir: str) -> List[Dict]:
+  """Rows of ``metrics.jsonl``; a torn line (a run killed mid-write) is skipped, not fatal."""
   path = os.path.join(workdir, 'metrics.jsonl')
   if not os.path.exists(path):
     return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  rows = []
+  with open(path, encoding='utf-8', errors='replace') as f:
+    for line in f:
+      try:
+        row = json.loads(line)
+      except ValueError:
+        continue
+      if isinstance(row, dict) and isinstance(row.get('step'), int):
+        rows.append(row)
+  return rows
 
 
 def truncate_metrics(workdir: str, after_step: int) -> None:
-  """Drops log lines past ``after_step`` (a resumed run rewrites them)."""
-  rows = read_metrics(workdir)
-  keep = [r for r in rows if r['step'] <= after_step]
-  if len(keep) != len(rows):
-    fileutil.atomic_write_text(os.path.join(workdir, 'metrics.jsonl'),
-                  ''.join(json.dumps(r) + '\n' for r in keep))
+  """Keeps the readable log lines up to ``after_step`` (a resumed run rewrites the rest).
+
+  Rewritten atomically, so a torn last line from a killed run is dropped here too.
+  """
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return
+  keep = [r for r in read_metrics(workdir) if r['step'] <= after_step]
+  fileutil.atomic_write_text(path, ''.join(json.dumps(r) + '\n' for r in keep))
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -112,8 +124,12 @@ def write_index(workdir: str, title: str) -> str:
            '<style>body{font-family:sans-serif;margin:2em;background:#fafafa}'
            'figure{margin:0 0 2em 0}img{max-width:100%;image-rendering:pixelated;border:1px solid #ccc}'
            'td{padding:0 1em 0 0;font-size:90%}</style></head><body>',
-           f'<h1>{html.escape(title)}</h1><p>columns: labels | generated | real. '
-           'Newest first; the page reloads every minute.</p>']
+           f'<h1>{html.escape(title)}</h1>']
+  charts = plots.run_charts(read_metrics(workdir))
+  if charts:
+    parts.append('<div>' + ''.join(charts) + '</div>')
+  parts.append('<p>Samples, columns: labels | generated | real. Newest first; the page '
+               'reloads every minute.</p>')
   for f in files:
     step = int(f.split('_')[1].split('.')[0])
     near = [s for s in metrics if s <= step]

@@ -18,10 +18,10 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
-from hdgan_jax import (checkpoint, config as config_lib, console, convert, eval_semantic, reporting,
-                       run as run_lib, step as step_lib)
+from hdgan_jax import (checkpoint, config as config_lib, console, convert, eval_semantic,
+                       fileutil, reporting, run as run_lib, step as step_lib, workdir_lock)
 from hdgan_jax.convert import io as weight_io
-from hdgan_jax.data import check as data_check, demo, pipeline
+from hdgan_jax.data import check as data_check, demo, pipeline, sources
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -64,8 +64,35 @@ def make_generate_fn(nets, config):
 
 
 def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
-  """Trains per ``config`` in ``workdir`` (resuming if it holds a checkpoint)."""
+  """Trains per ``config`` in ``workdir`` (resuming if it holds a checkpoint).
+
+  The workdir is locked for the run (a second run on it is refused with the
+  holder's PID). Ctrl-C stops after the in-flight checkpoint is written and
+  says how to resume.
+  """
   config_lib.validate(config)
+  if jax.process_index() != 0:
+    return _train(config, workdir)
+  with workdir_lock.hold(workdir):
+    return _train(config, workdir)
+
+
+def _resume(mngr, state, config, workdir: str, stream: Dict):
+  """(state, data_state, start step) from the newest good checkpoint, or None."""
+  restored = checkpoint.restore_newest(mngr, state, config, workdir)
+  if restored is None:
+    return None
+  for step, why in restored.skipped:
+    console.say(f'  checkpoint step {step} is unreadable ({why}); moved to '
+                f'{workdir}/checkpoints_unreadable/')
+  diffs = checkpoint.check_data_stream(restored.meta.get('data_stream'), stream, workdir,
+                                       allow=config.allow_data_change)
+  for d in diffs:
+    console.say(f'  data stream changed ({d}); continuing as allow_data_change=True asks')
+  return restored.state, restored.data_state, restored.step
+
+
+def _train(config, workdir: str) -> Dict[str, float]:
   os.makedirs(workdir, exist_ok=True)
   is_main = jax.process_index() == 0
   mesh = step_lib.make_mesh()
@@ -73,28 +100,37 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
   if config.batch_size % n_dev:
     raise ValueError(f'batch_size={config.batch_size} does not divide over {n_dev} devices; '
                      f'set --config.batch_size to a multiple of {n_dev}')
-  if pipeline.requires_no_instance(config) and not config.model.no_instance:
-    raise ValueError(f'data.source={config.data.source!r} has no instance maps; set '
-                     '--config.model.no_instance=True')
   if config.eval_semantic and config.data.source != 'demo':
     raise ValueError('eval_semantic scores with a classifier of the demo scenes; it only '
                      "applies to data.source='demo' (set --config.eval_semantic=False)")
   if config.data.check != 'off':
     data_check.run_checks(config, full=config.data.check == 'full')
-  n_examples = pipeline.dataset_size(config)
+  source = sources.make_source(config)  # scanned once, shared by everything below
+  if pipeline.requires_no_instance(config, source) and not config.model.no_instance:
+    raise ValueError(f'data.source={config.data.source!r} has no instance maps; set '
+                     '--config.model.no_instance=True')
+  n_examples = pipeline.dataset_size(config, source)
   steps_per_epoch = max(n_examples // config.batch_size, 1)
   num_steps = config.num_train_steps or (config.niter + config.niter_decay) * steps_per_epoch
-  samples = pipeline.make_eval_examples(config, config.num_sample_images)
+  samples = pipeline.make_eval_examples(config, config.num_sample_images, source)
   height, width = samples['image'].shape[1:3]
+  m = config.model
+  console.say(f'  {m.netG} G (ngf {m.ngf}{f", {m.n_local_enhancers} enhancers" if m.netG == "local" else ""}'
+              f'{", features" if m.use_features else ""}) at {width}x{height}, '
+              f'{n_examples} examples, batch {config.batch_size}, {num_steps} steps')
   nets = step_lib.build(config, steps_per_epoch)  # fails now if VGG weights are missing
 
   state = step_lib.init_state(nets, config, jax.random.PRNGKey(config.seed), height=height, width=width)
   mngr = checkpoint.manager(workdir, config.keep_checkpoints)
-  checkpoint.check_compatible(mngr, config, workdir)
-  restored = checkpoint.restore(mngr, state)
+  stream = checkpoint.data_stream(config, n_examples, n_proc)
+  resumed = _resume(mngr, state, config, workdir, stream)
   data_state, start = None, 0
-  if restored is not None:
-    state, data_state, start = restored
+  if resumed is not None:
+    state, data_state, start = resumed
+    if start >= num_steps:
+      console.say(f'  {workdir} is already at step {start}, at or past num_train_steps='
+                  f'{num_steps}; nothing to train. Raise --config.num_train_steps to continue.')
+      return {}
     console.say(f'  resuming from the checkpoint at step {start} of {num_steps}')
   elif config.init_from:
     state = state.replace(g_params=init_generator_from(config.init_from, config, state.g_params))
@@ -102,7 +138,8 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
   state = jax.device_put(state, repl)
   data_sharding = NamedSharding(mesh, P('data'))
 
-  it = pipeline.make_train_iterator(config, process_index=jax.process_index(), process_count=n_proc)
+  it = pipeline.make_train_iterator(config, process_index=jax.process_index(),
+                                    process_count=n_proc, source=source)
   if data_state is not None:
     it.set_state(data_state)
   train_fn = step_lib.jit_train_step(nets, config, mesh, state)
@@ -110,8 +147,8 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
   writer = reporting.Writer(workdir, is_main=is_main)
   if is_main:
     reporting.truncate_metrics(workdir, start)
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
+    fileutil.atomic_write_text(os.path.join(workdir, 'config.json'),
+                               config.to_json_best_effort(indent=2))
   scorer, held_out = None, None
   if config.eval_semantic:
     scorer, held_out = _semantic_scorer(config, workdir), _held_out_demo(config)
@@ -139,40 +176,51 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
   t_log, s_log = time.time(), start
   bar = tqdm(range(start, num_steps), initial=start, total=num_steps, desc='train',
              unit='step', disable=not is_main, dynamic_ncols=True)
-  for s in bar:
-    batch = _global_batch(next(it), data_sharding)
-    state, metrics = train_fn(state, batch, jax.random.fold_in(rng, s))
-    done = s + 1
-    log_now = done % config.log_every_steps == 0 or done == num_steps
-    ckpt_now = done % config.checkpoint_every_steps == 0 or done == num_steps
-    if log_now or ckpt_now:
-      last = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      bad = [k for k, v in last.items() if not math.isfinite(v)]
-      if bad or last.pop('params_finite') != 1.0:
-        mngr.wait_until_finished()
-        good = mngr.latest_step()
-        where = (f'the last good checkpoint is step {good} in {workdir}' if good is not None
-                 else 'no checkpoint had been written yet')
-        raise NonFiniteLossError(
-            f'step {done}: non-finite {", ".join(bad) or "parameters"} ({last}). Stopped '
-            f'without saving this state; {where}. Lower --config.lr, check the data '
-            '(label ids < label_nc), or resume from that checkpoint.')
-    if log_now:
-      now = time.time()
-      last['steps_per_sec'] = (done - s_log) / max(now - t_log, 1e-9)
-      t_log, s_log = now, done
-      writer.scalars(done, last)
-      bar.set_postfix({k: f'{last[k]:.3f}' for k in ('G_GAN', 'D_real', 'D_fake') if k in last})
-    if done % config.sample_every_steps == 0 or done == num_steps:
-      last.update(sample_and_eval(done))
-    if ckpt_now:
-      checkpoint.save(mngr, done, state, config, it.get_state())
+  done = start
+  try:
+    for s in bar:
+      batch = _global_batch(next(it), data_sharding)
+      state, metrics = train_fn(state, batch, jax.random.fold_in(rng, s))
+      done = s + 1
+      log_now = done % config.log_every_steps == 0 or done == num_steps
+      ckpt_now = done % config.checkpoint_every_steps == 0 or done == num_steps
+      if log_now or ckpt_now:
+        last = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        bad = [k for k, v in last.items() if not math.isfinite(v)]
+        if bad or last.pop('params_finite') != 1.0:
+          mngr.wait_until_finished()
+          good = mngr.latest_step()
+          where = (f'the last good checkpoint is step {good} in {workdir}' if good is not None
+                   else 'no checkpoint had been written yet')
+          raise NonFiniteLossError(
+              f'step {done}: non-finite {", ".join(bad) or "parameters"} ({last}). Stopped '
+              f'without saving this state; {where}. Lower --config.lr, check the data '
+              '(label ids < label_nc), or resume from that checkpoint.')
+      if log_now:
+        now = time.time()
+        last['steps_per_sec'] = (done - s_log) / max(now - t_log, 1e-9)
+        t_log, s_log = now, done
+        writer.scalars(done, last)
+        bar.set_postfix({k: f'{last[k]:.3f}' for k in ('G_GAN', 'D_real', 'D_fake') if k in last})
+      if done % config.sample_every_steps == 0 or done == num_steps:
+        last.update(sample_and_eval(done))
+      if ckpt_now:
+        checkpoint.save(mngr, done, state, config, it.get_state(), stream)
+  except KeyboardInterrupt:
+    bar.close()
+    mngr.wait_until_finished()  # the checkpoint being written is finished, not torn
+    good = mngr.latest_step()
+    console.say(f'\nstopped at step {done}. ' + (
+        f'The newest checkpoint is step {good} in {workdir}/checkpoints; run the same command '
+        'to resume from it.' if good is not None else 'No checkpoint had been written yet.'))
+    raise
   bar.close()
   mngr.wait_until_finished()
   writer.flush()
   if is_main:
-    print(f'\nDone: {num_steps} steps. Samples: {workdir}/samples, page: {workdir}/index.html, '
-          f'metrics: {workdir}/metrics.jsonl, checkpoints: {workdir}/checkpoints')
+    console.say(f'\nDone: step {num_steps}. Samples: {workdir}/samples, page: '
+                f'{workdir}/index.html, metrics: {workdir}/metrics.jsonl, checkpoints: '
+                f'{workdir}/checkpoints')
   return last
 
 
@@ -190,7 +238,10 @@ def _semantic_scorer(config, workdir: str):
   """The demo's colour/texture pixel classifier, fitted once per workdir and cached."""
   path = os.path.join(workdir, 'semantic_scorer.pkl')
   if os.path.exists(path):
-    return eval_semantic.SemanticScorer.load(path)
+    try:
+      return eval_semantic.SemanticScorer.load(path)
+    except ValueError as e:  # a torn file from a killed run: refit (it is deterministic)
+      logging.warning('%s; fitting it again', e)
   scorer = eval_semantic.fit_demo_scorer(height=config.data.demo_height, width=config.data.demo_width,
                                          n=32, seed=config.seed + 10_000)
   scorer.save(path)

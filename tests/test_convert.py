@@ -147,3 +147,59 @@ def test_cli_import_check_export(tmp_path):
   r = subprocess.run([sys.executable, '-m', 'hdgan_jax.convert', 'check', '--net=G',
                       f'--from={src}', f'--config={exp}'], capture_output=True, text=True)
   assert r.returncode == 1 and 'shape mismatch' in r.stdout
+
+
+@pytest.mark.parametrize('content', [b'', b'PK\x03\x04', None, b'\x93NUMPY'])
+def test_empty_or_truncated_npz_is_a_clear_error(tmp_path, content):
+  path = tmp_path / 'w.npz'
+  if content is None:   # a real archive cut short
+    io.save_state_dict({'a': np.arange(1000, dtype=np.float32)}, str(path))
+    content = path.read_bytes()[:300]
+  path.write_bytes(content)
+  with pytest.raises(io.WeightFileError) as e:
+    io.load_state_dict(str(path))
+  assert str(path) in str(e.value) and len(str(e.value).splitlines()) == 1
+
+
+def test_bare_npy_under_an_npz_name(tmp_path):
+  path = tmp_path / 'w.npz'
+  with open(path, 'wb') as f:
+    np.save(f, np.zeros(3))
+  with pytest.raises(io.WeightFileError, match='single .npy array'):
+    io.load_state_dict(str(path))
+
+
+def test_corrupt_pth_is_never_retried_as_a_full_pickle(tmp_path, monkeypatch):
+  torch = pytest.importorskip('torch')
+  calls = []
+  real = torch.load
+
+  def spy(*args, **kwargs):
+    calls.append(kwargs.get('weights_only'))
+    return real(*args, **kwargs)
+
+  monkeypatch.setattr(torch, 'load', spy)
+  path = tmp_path / 'evil.pth'
+  torch.save({'w': torch.zeros(2), 'obj': convert.Report('G')}, str(path))  # not weights-only
+  for p, data in ((path, None), (tmp_path / 'cut.pth', path.read_bytes()[:50])):
+    if data is not None:
+      p.write_bytes(data)
+    with pytest.raises(io.WeightFileError, match=p.name):
+      io.load_state_dict(str(p))
+  assert calls == [True, True]
+
+
+def test_cli_errors_are_one_line_and_verbose_shows_the_traceback(tmp_path):
+  empty = tmp_path / 'empty.npz'
+  empty.write_bytes(b'')
+  cmd = [sys.executable, '-m', 'hdgan_jax.convert', 'pth2npz', f'--from={empty}',
+         f'--out={tmp_path}/x.npz']
+  r = subprocess.run(cmd, capture_output=True, text=True)
+  assert r.returncode == 1 and 'Traceback' not in r.stderr
+  assert r.stderr.strip().splitlines() == [r.stderr.strip()] and str(empty) in r.stderr
+  r = subprocess.run(cmd + ['--verbose'], capture_output=True, text=True)
+  assert r.returncode == 1 and 'Traceback' in r.stderr and 'WeightFileError' in r.stderr
+  r = subprocess.run([sys.executable, '-m', 'hdgan_jax.convert', 'import', f'--from={empty}'],
+                     capture_output=True, text=True)
+  assert r.returncode == 1 and r.stderr.strip().startswith('error: import needs --config')
+  assert not os.path.exists(f'{tmp_path}/x.npz')

@@ -1,10 +1,12 @@
 """The dataset check: counts, histogram, and every kind of problem named with its file."""
 
+import hashlib
 import os
 import subprocess
 import sys
 
 import numpy as np
+from PIL import Image
 import pytest
 
 from hdgan_jax.data import check
@@ -91,3 +93,49 @@ def test_cli_fails_on_bad_data(tmp_path):
   run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
   assert run.returncode == 1
   assert 'files without a partner (2)' in run.stdout and 'aachen_000001_000019' in run.stdout
+
+
+def _hashes(root):
+  out = {}
+  for folder, _, names in os.walk(root):
+    for n in names:
+      p = os.path.join(folder, n)
+      out[p] = hashlib.sha256(open(p, 'rb').read()).hexdigest()
+  return out
+
+
+def test_lossy_maps_and_scene_name_clashes_are_reported(tmp_path):
+  write_folder(tmp_path, n=4)
+  lbl = os.path.join(tmp_path, 'train_label', 'aachen_000000_000019' + SUFFIX['label'])
+  os.remove(lbl)
+  jpg = lbl[:-4] + '.jpg'
+  Image.fromarray(np.full((32, 64), 7, np.uint8)).save(jpg)
+  twin = os.path.join(tmp_path, 'train_label', 'aachen_000001_000019_label.png')
+  save(twin, np.full((32, 64), 7, np.uint8))
+  before = _hashes(tmp_path)
+  with pytest.raises(DataError) as e:
+    check.run_checks(make_config(tmp_path, check='sample'))
+  report, msg = e.value.report, str(e.value)
+  assert report.problems['lossy'] and jpg in msg and 'export it as PNG' in msg
+  assert report.problems['names'] and twin in msg and 'aachen_000001_000019' + SUFFIX['label'] in msg
+  assert report.num_examples == 3    # the JPEG's example is listed, not decoded
+  assert _hashes(tmp_path) == before
+
+
+def test_cli_user_error_is_one_line_and_verbose_shows_the_traceback(tmp_path):
+  write_folder(tmp_path, n=1)
+  cmd = [sys.executable, '-m', 'hdgan_jax.data.check',
+         f'--config={os.path.join(ROOT, "experiments", "cityscapes.py")}',
+         '--config.data.source=folder', f'--config.data.root={tmp_path}',
+         '--config.data.check=sometimes']
+  run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+  assert run.returncode == 1
+  lines = run.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: data.check=') and 'Traceback' not in run.stderr
+  run = subprocess.run(cmd + ['--verbose'], capture_output=True, text=True, cwd=ROOT,
+                       timeout=120, check=False)
+  assert run.returncode == 1 and 'Traceback' in run.stderr and 'error: data.check=' in run.stderr
+  run = subprocess.run(cmd[:-1] + ['--config.data.bogus=1'], capture_output=True, text=True,
+                       cwd=ROOT, timeout=120, check=False)
+  assert run.returncode == 1 and 'Traceback' not in run.stderr
+  assert run.stderr.strip().startswith('error: bad --config override')

@@ -195,3 +195,102 @@ def test_real_cityscapes_samples():
   # Things carry class*1000+k: the class part agrees with the label map.
   things = ex['inst'] >= 1000
   np.testing.assert_array_equal(ex['inst'][things] // 1000, ex['label'][things])
+
+
+def _jpeg_label(tmp_path, index=0, value=7):
+  """Replaces example ``index``'s label PNG by a JPEG of a constant map; returns its path."""
+  png = os.path.join(tmp_path, 'train_label', f'aachen_{index:06d}_000019' + SUFFIX['label'])
+  os.remove(png)
+  path = png[:-4] + '.jpg'
+  Image.fromarray(np.full((32, 64), value, np.uint8)).save(path)
+  return path
+
+
+def test_jpeg_label_maps_are_refused_when_listed(tmp_path):
+  write_folder(tmp_path, n=2)
+  path = _jpeg_label(tmp_path)
+  with pytest.raises(DataError) as e:
+    sources.make_source(make_config(tmp_path))
+  msg = str(e.value)
+  assert path in msg and 'lossless' in msg and 'invents classes' in msg
+  assert 'Export the label map as PNG' in msg and e.value.kind == 'lossy'
+  inst = os.path.join(tmp_path, 'train_inst', 'aachen_000001_000019' + SUFFIX['inst'])
+  os.remove(inst)
+  Image.fromarray(np.full((32, 64), 7, np.uint8)).save(inst[:-4] + '.jpeg')
+  with pytest.raises(DataError, match='2 label/instance maps') as e:
+    sources.make_source(make_config(tmp_path))
+  assert path in str(e.value) and inst[:-4] + '.jpeg (instance map)' in str(e.value)
+
+
+def test_jpeg_data_under_a_png_name_is_refused_when_decoded(tmp_path):
+  write_folder(tmp_path, n=1)
+  path = os.path.join(tmp_path, 'train_label', 'aachen_000000_000019' + SUFFIX['label'])
+  Image.fromarray(np.full((32, 64), 7, np.uint8)).save(path, format='JPEG')
+  src = sources.make_source(make_config(tmp_path))
+  with pytest.raises(DataError, match='lossless') as e:
+    src[0]
+  assert path in str(e.value) and 'JPEG' in str(e.value) and e.value.kind == 'lossy'
+
+
+def test_allow_lossy_maps_opt_in_reads_them_with_a_warning(tmp_path, caplog, monkeypatch):
+  write_folder(tmp_path, n=2)
+  _jpeg_label(tmp_path)
+  c = make_config(tmp_path)
+  c.unlock()
+  c.data.allow_lossy_maps = True
+  monkeypatch.setattr(sources.decode, '_warned', set())
+  with caplog.at_level('WARNING'):
+    src = sources.make_source(c)
+    ex = src[0]
+  assert len(src) == 2 and (ex['label'] == 7).all()
+  assert 'allow_lossy_maps' in caplog.text and 'lossy' in caplog.text
+
+
+def test_photos_may_be_jpeg(tmp_path):
+  write_folder(tmp_path, n=1)
+  png = os.path.join(tmp_path, 'train_img', 'aachen_000000_000019' + SUFFIX['image'])
+  os.remove(png)
+  Image.fromarray(np.zeros((32, 64, 3), np.uint8)).save(png[:-4] + '.jpg')
+  assert sources.make_source(make_config(tmp_path))[0]['image'].shape == (32, 64, 3)
+
+
+@pytest.mark.parametrize('role,names', [
+    ('label', ('a_labelIds.png', 'a_label.png')),
+    ('inst', ('a_gtFine_instanceIds.png', 'a_inst.png'))])
+def test_two_maps_of_one_scene_are_refused_naming_both(tmp_path, role, names):
+  write_folder(tmp_path, n=1, names=['a'])
+  folder = os.path.join(tmp_path, f'train_{role}')
+  for f in os.listdir(folder):
+    os.remove(os.path.join(folder, f))
+  paths = [os.path.join(folder, n) for n in names]
+  for p in paths:
+    save(p, np.full((32, 64), 7, np.uint8 if role == 'label' else np.uint16))
+  with pytest.raises(DataError) as e:
+    sources.make_source(make_config(tmp_path))
+  assert all(p in str(e.value) for p in paths) and e.value.kind == 'names'
+  assert sources.scene_key('a_labelIds.png') == sources.scene_key('a_label.png') == 'a'
+
+
+@pytest.mark.parametrize('text,where', [
+    ('{"#000000": 0,\n "#ffffff": 1,,\n}', 'line 2, column'),
+    ('{"#000000": "road"}', "'#000000'"),
+    ('[{"color": [0, 0, 0], "id": null}]', 'entry 0'),
+    ('[1, 2]', 'entry 0'),
+])
+def test_malformed_palette_json_names_file_and_place(tmp_path, text, where):
+  bad = tmp_path / 'pal.json'
+  bad.write_text(text)
+  with pytest.raises(DataError) as e:
+    palette.load_palette(str(bad))
+  assert str(bad) in str(e.value) and where in str(e.value)
+
+
+def test_malformed_palette_csv_and_binary_name_the_file(tmp_path):
+  bad = tmp_path / 'pal.csv'
+  bad.write_text('r,g,b,id\n0,0,0,0\n1,2,3,car\n')
+  with pytest.raises(DataError, match='line 3'):
+    palette.load_palette(str(bad))
+  binary = tmp_path / 'bin.json'
+  binary.write_bytes(b'\xff\xfe\x00garbage')
+  with pytest.raises(DataError, match='bin.json'):
+    palette.load_palette(str(binary))

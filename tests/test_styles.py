@@ -80,9 +80,10 @@ def test_interactive_editor_session_and_http(trained, tmp_path):
   base = f'http://127.0.0.1:{server.server_address[1]}'
   get = lambda p: urllib.request.urlopen(base + p).read()
   post = lambda p, body: json_lib.loads(urllib.request.urlopen(urllib.request.Request(
-      base + p, data=json_lib.dumps(body).encode(), method='POST')).read())
+      base + p, data=json_lib.dumps(body).encode(), method='POST',
+      headers={'X-Editor-Token': session.token})).read())  # the page sends it on every POST
   try:
-    assert b'hdgan_jax editor' in get('/')
+    assert b'hdgan_jax editor' in get('/') and session.token.encode() in get('/')
     assert get('/image.png')[:4] == b'\x89PNG'
     car = max((k for k in scene['styles'] if k // 1000 == demo.CAR),
               key=lambda k: (scene['inst'] == k).sum())

@@ -7,10 +7,16 @@
 
 Flax variables are saved as ``.npz`` with '/'-joined paths such as
 ``params/global/conv_in/kernel``.
+
+A missing, empty, truncated or corrupt file raises :class:`WeightFileError`
+naming the file. ``.pth`` files are only ever read with ``weights_only=True``:
+a file that this refuses is reported, never retried as a full pickle (which
+would run whatever code the file holds).
 """
 
 import os
 import zipfile
+import zlib
 from typing import Dict
 
 import flax
@@ -26,6 +32,9 @@ class WeightFileError(ValueError):
 def _need_file(path: str) -> None:
   if not os.path.isfile(path):
     raise WeightFileError(f'{path}: no such file. Give the path of a .pth or .npz state_dict.')
+  if os.path.getsize(path) == 0:
+    raise WeightFileError(f'{path}: the file is empty (0 bytes); an interrupted download or '
+                          'copy? Fetch or export it again.')
 
 
 def _import_torch(path: str):
@@ -49,8 +58,11 @@ def load_state_dict(path: str) -> Dict[str, np.ndarray]:
     try:
       obj = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # torch raises many types for corrupt files
-      raise WeightFileError(f'{path}: not a readable PyTorch checkpoint ({e.__class__.__name__}: '
-                            f'{str(e).splitlines()[0] if str(e) else ""}). Is the download complete?') from e
+      first = str(e).strip().splitlines()[0][:300] if str(e).strip() else 'no detail'
+      raise WeightFileError(
+          f'{path}: not a readable PyTorch state_dict ({e.__class__.__name__}: {first}). Is '
+          'the download complete? (.pth files are read with torch.load(weights_only=True) '
+          'only; a file needing full unpickling is refused, as it could run code.)') from e
     if isinstance(obj, dict) and 'state_dict' in obj and isinstance(obj['state_dict'], dict):
       obj = obj['state_dict']
     if not isinstance(obj, dict):
@@ -58,10 +70,17 @@ def load_state_dict(path: str) -> Dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy() for k, v in obj.items() if hasattr(v, 'detach')}
   if ext == '.npz':
     try:
-      with np.load(path, allow_pickle=False) as z:
+      z = np.load(path, allow_pickle=False)
+      if isinstance(z, np.ndarray):   # a bare .npy saved under an .npz name
+        raise ValueError('a single .npy array, not an archive of named arrays')
+      with z:
         return {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
-      raise WeightFileError(f'{path}: not a readable .npz archive ({e}). Is the file complete?') from e
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError, zlib.error) as e:
+      detail = f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else "no detail"}'
+      if 'pickle' in str(e):   # numpy's guess for bytes that are neither zip nor .npy
+        detail = 'neither a zip archive nor .npy data'
+      raise WeightFileError(f'{path}: not a readable .npz archive ({detail}). Is the file '
+                            'complete? Fetch or export it again.') from e
   raise WeightFileError(f'{path}: unknown weight file type {ext!r}; use .pth, .pt or .npz')
 
 

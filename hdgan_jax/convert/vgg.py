@@ -43,6 +43,17 @@ def from_torchvision(sd: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
 
 
 def from_keras_h5(path: str) -> Dict[str, np.ndarray]:
+  """Reads a Keras VGG19 .h5; an unreadable file raises WeightFileError naming it."""
+  try:
+    return _read_keras_h5(path)
+  except (OSError, KeyError, ValueError) as e:
+    if isinstance(e, io.WeightFileError):
+      raise
+    raise io.WeightFileError(f'{path}: not a readable Keras HDF5 weight file '
+                             f'({type(e).__name__}: {e}); is the download complete?') from e
+
+
+def _read_keras_h5(path: str) -> Dict[str, np.ndarray]:
   out = {}
   with h5py.File(path, 'r') as f:
     root = f['model_weights'] if 'model_weights' in f else f

@@ -16,7 +16,12 @@ Modules, leaves first (each imports only modules above it, at the top):
   layouts and the source registry) and ``user_files`` (a user's maps for
   generation);
 * ``pipeline`` (grain), then ``check`` (the data check) and ``build`` (tfds
-  ArrayRecord packing).
+  ArrayRecord packing);
+* ``cli``: command-line plumbing (one-line errors, ``--verbose``) shared by
+  the ``check``, ``build``, ``convert`` and ``edit`` commands.
+
+Label and instance maps must be lossless (PNG, BMP, TIFF): JPEG maps are
+refused wherever they are read, unless ``data.allow_lossy_maps`` (see ``decode``).
 
 The package itself imports only ``errors``, so ``import hdgan_jax.data`` stays light.
 """

@@ -13,7 +13,8 @@ is lost; photos keep their original PNG/JPEG bytes when they are RGB files.
       --config.data.root=/data/cityscapes --out=/data/packed --splits=train,val
 
 then train with ``--config.data.source=tfds --config.data.tfds_name=hdgan_pairs
---config.data.tfds_data_dir=/data/packed``.
+--config.data.tfds_data_dir=/data/packed``. Lossy (JPEG) label or instance
+maps are refused as in training (``data.allow_lossy_maps`` packs them anyway).
 """
 
 import io
@@ -29,6 +30,7 @@ import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
+from hdgan_jax import console
 from hdgan_jax.data import sources
 from hdgan_jax.data.errors import DataError
 from hdgan_jax.data.tfds_source import TfdsSource, find_prepared  # pylint: disable=unused-import
@@ -162,9 +164,7 @@ def pack(config, out_dir, splits=None, overwrite=False) -> str:
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+def _build() -> None:
   config = FLAGS.config
   splits = [s for s in FLAGS.splits.split(',') if s] if FLAGS.splits else None
   path = pack(config, FLAGS.out, splits, FLAGS.overwrite)
@@ -172,7 +172,14 @@ def main(argv):
         f'--config.data.tfds_name={NAME} --config.data.tfds_data_dir={FLAGS.out}')
 
 
-if __name__ == '__main__':
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  console.setup_tool(FLAGS.verbose)
+  console.run_cli(_build)
+
+
+def _define_flags() -> None:
   config_flags.DEFINE_config_file(
       'config', None, 'Experiment file (e.g. experiments/cityscapes.py); its data.* options '
       'choose what is packed, e.g. --config.data.root=/data/cityscapes.', lock_config=True)
@@ -181,5 +188,14 @@ if __name__ == '__main__':
   flags.DEFINE_string('splits', '', 'Comma-separated phases to pack as splits (e.g. '
                       'train,val); default: data.phase.')
   flags.DEFINE_bool('overwrite', False, 'Replace an existing packed dataset in --out.')
+  flags.DEFINE_bool('verbose', False, 'Library logs and tracebacks on the terminal.')
   flags.mark_flags_as_required(['config', 'out'])
-  app.run(main)
+
+
+def run() -> None:
+  """Console script ``hdgan-data-build`` (flags are defined here, not on import)."""
+  console.run_tool(main, _define_flags)
+
+
+if __name__ == '__main__':
+  run()

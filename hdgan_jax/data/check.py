@@ -12,7 +12,9 @@ full), with ``'full'`` every example, with ``'off'`` nothing. Problems raise
 :class:`DataError` whose message names the files and the fix.
 
   python -m hdgan_jax.data.check --config=experiments/cityscapes.py \
-      --config.data.root=/data/cityscapes [--full]
+      --config.data.root=/data/cityscapes [--full] [--verbose]
+
+The check only reads: it never writes into the dataset (nor anywhere else).
 """
 
 import collections
@@ -25,12 +27,16 @@ from absl import logging
 from ml_collections import config_flags
 import numpy as np
 
+from hdgan_jax import console
 from hdgan_jax.data import cityscapes, pipeline, sources
 from hdgan_jax.data.errors import DataError
 
 SAMPLE_SIZE = 16      # examples decoded by a 'sample' check
 MAX_LISTED = 20       # files listed per kind of problem
-KINDS = {'unpaired': 'files without a partner', 'unreadable': 'unreadable or truncated files',
+KINDS = {'unpaired': 'files without a partner',
+         'names': 'two files of one role with the same scene name',
+         'lossy': 'lossy (JPEG/WebP) label / instance maps',
+         'unreadable': 'unreadable or truncated files',
          'size': 'size problems', 'ids': 'label / instance ids out of range',
          'setup': 'set-up problems'}
 
@@ -121,6 +127,12 @@ def _list_source(config, report):
   report.notes += getattr(source, 'notes', [])
   for msg in getattr(source, 'unpaired', []):
     report.add('unpaired', msg + ': add the missing partner file or remove this one')
+  for msg in getattr(source, 'duplicates', []):
+    report.add('names', msg)
+  if not d.get('allow_lossy_maps', False):
+    for path, what in getattr(source, 'lossy', []):
+      report.add('lossy', f'{path}: {what} stored in a lossy format; export it as PNG (lossy '
+                 'compression changes ids and invents classes)')
   if d.source in ('cityscapes', 'folder') and not len(source):
     report.add('setup', f'no paired examples under {d.root} (data.phase={d.phase})')
     return None
@@ -212,26 +224,42 @@ def _class_names(config):
   return None
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  config = flags.FLAGS.config
-  full = flags.FLAGS.full or config.data.check == 'full'
+def _check(config, full) -> None:
+  """Prints the report; a dataset with problems prints it too and exits with status 1."""
   try:
     report = run_checks(config, full=full)
   except DataError as e:
     report = getattr(e, 'report', None)
-    print(report.format(_class_names(config)) if report else str(e))
+    if report is None:
+      raise
+    print(report.format(_class_names(config)))
     sys.exit(1)
   print(report.format(_class_names(config)))
 
 
-if __name__ == '__main__':
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  console.setup_tool(flags.FLAGS.verbose)
+  config = flags.FLAGS.config
+  console.run_cli(lambda: _check(config, flags.FLAGS.full or config.data.check == 'full'))
+
+
+def _define_flags() -> None:
   config_flags.DEFINE_config_file(
       'config', None, 'Experiment file (e.g. experiments/cityscapes.py); data.* and model.* '
       'say what to check, e.g. --config.data.root=/data/cityscapes.', lock_config=True)
   flags.DEFINE_bool('full', False, f'Decode every example (default: an evenly spaced sample '
                     f'of {SAMPLE_SIZE}, or all with data.check=full). Pairing is always '
                     'checked in full.')
+  flags.DEFINE_bool('verbose', False, 'Library logs and tracebacks on the terminal.')
   flags.mark_flags_as_required(['config'])
-  app.run(main)
+
+
+def run() -> None:
+  """Console script ``hdgan-data-check`` (flags are defined here, not on import)."""
+  console.run_tool(main, _define_flags)
+
+
+if __name__ == '__main__':
+  run()

@@ -12,7 +12,9 @@ class DataError(ValueError):
   """A dataset problem; the message names the file(s) and how to fix it.
 
   ``kind`` sorts problems for the data check: 'unreadable', 'ids' (label ids,
-  colours or instance ids out of range), 'size', 'unpaired' or 'setup'.
+  colours or instance ids out of range), 'size', 'unpaired', 'names' (two files
+  of one role with the same scene name), 'lossy' (JPEG label/instance maps) or
+  'setup'.
   """
 
   def __init__(self, message, kind='setup'):

@@ -14,7 +14,8 @@ source (folder, Cityscapes layout, packing, generation) converts the same way.
 * a ``.csv`` file: rows ``r,g,b,id`` or ``#rrggbb,id`` (a header row is skipped).
 
 Colours that are not in the palette are an error listing each unknown colour
-with its pixel count and the file, never a silent class 0.
+with its pixel count and the file, never a silent class 0. A malformed palette
+file is a DataError naming the file and where (JSON line and column, CSV line).
 """
 
 import csv
@@ -109,32 +110,59 @@ def _parse_color(text, where):
       return tuple(parts)
   except ValueError:
     pass
-  raise ValueError(f'{where}: cannot read colour {text!r}; write "#rrggbb" or "r,g,b" '
-                   'with values 0-255')
+  raise DataError(f'{where}: cannot read colour {text!r}; write "#rrggbb" or "r,g,b" '
+                  'with values 0-255')
+
+
+def _id(value, path, where):
+  """A label id from a palette entry; anything but a whole number names the entry."""
+  if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+    value = repr(value)   # falls through to the error below
+  try:
+    return int(value)
+  except (TypeError, ValueError):
+    raise DataError(f'{path}: {where}: the id must be a whole number, got {value!r}') from None
+
+
+def read_json(path, what='palette'):
+  """A JSON file's contents; bad JSON names the file, line and column."""
+  try:
+    with open(path, encoding='utf-8') as f:
+      return json.load(f)
+  except json.JSONDecodeError as e:
+    raise DataError(f'{path}: not valid JSON at line {e.lineno}, column {e.colno} '
+                    f'({e.msg}); fix the {what} file') from None
+  except UnicodeDecodeError as e:
+    raise DataError(f'{path}: not a UTF-8 text file (byte {e.start}); the {what} must be '
+                    'JSON text') from None
 
 
 def _read_json(path):
-  with open(path, encoding='utf-8') as f:
-    obj = json.load(f)
+  obj = read_json(path)
   if isinstance(obj, dict):
-    return [(_parse_color(k, path), int(v)) for k, v in obj.items()]
+    return [(_parse_color(k, path), _id(v, path, f'colour {k!r}')) for k, v in obj.items()]
   if isinstance(obj, list):
     out = []
     for n, row in enumerate(obj):
       if not isinstance(row, dict) or 'id' not in row or not ({'color', 'colour'} & set(row)):
-        raise ValueError(f'{path}: entry {n} must be {{"color": [r, g, b], "id": n}}, got {row!r}')
+        raise DataError(f'{path}: entry {n} must be {{"color": [r, g, b], "id": n}}, got {row!r}')
       color = row.get('color', row.get('colour'))
       color = _parse_color(','.join(map(str, color)) if isinstance(color, list) else color, path)
-      out.append((color, int(row['id'])))
+      out.append((color, _id(row['id'], path, f'entry {n}')))
     return out
-  raise ValueError(f'{path}: expected a JSON object {{"#rrggbb": id}} or a list of '
-                   '{"color": [r, g, b], "id": n}')
+  raise DataError(f'{path}: expected a JSON object {{"#rrggbb": id}} or a list of '
+                  '{"color": [r, g, b], "id": n}')
 
 
 def _read_csv(path):
   out = []
   with open(path, newline='', encoding='utf-8') as f:
-    for n, row in enumerate(csv.reader(f)):
+    try:
+      rows = list(csv.reader(f))
+    except (csv.Error, UnicodeDecodeError) as e:
+      raise DataError(f'{path}: not a readable CSV text file ({e}); write rows "r,g,b,id" '
+                      'or "#rrggbb,id"') from None
+    for n, row in enumerate(rows):
       row = [c.strip() for c in row if c.strip()]
       if not row or row[0].startswith('//'):
         continue
@@ -148,8 +176,8 @@ def _read_csv(path):
       except ValueError:
         if n == 0:  # a header row
           continue
-        raise ValueError(f'{path}, line {n + 1}: expected "r,g,b,id" or "#rrggbb,id", '
-                         f'got {",".join(row)!r}') from None
+        raise DataError(f'{path}, line {n + 1}: expected "r,g,b,id" or "#rrggbb,id", '
+                        f'got {",".join(row)!r}') from None
   return out
 
 

@@ -158,20 +158,24 @@ class _Select:
     return {k: v for k, v in example.items() if k in self.keys or k == 'name'}
 
 
-def dataset_size(config) -> int:
-  """Number of examples of the configured source (after ``data.max_dataset_size``)."""
-  return len(sources.make_source(config))
+def dataset_size(config, source=None) -> int:
+  """Number of examples of the configured source (after ``data.max_dataset_size``).
+
+  Every function here takes an optional ``source`` (``sources.make_source``)
+  so a caller that needs several of them scans the data once.
+  """
+  return len(source if source is not None else sources.make_source(config))
 
 
-def requires_no_instance(config) -> bool:
+def requires_no_instance(config, source=None) -> bool:
   """True when the source has no instance maps (tfds' cityscapes): set model.no_instance.
 
   The trainer calls this before building the model; the source logs a warning too.
   """
-  return not sources.make_source(config).has_inst
+  return not (source if source is not None else sources.make_source(config)).has_inst
 
 
-def make_dataset(config, *, process_index=0, process_count=1):
+def make_dataset(config, *, process_index=0, process_count=1, source=None):
   """The per-process grain ``MapDataset`` of integer batches (infinite), and its Prep."""
   if process_count < 1 or not 0 <= process_index < process_count:
     raise ValueError(f'process_index={process_index} must be in [0, process_count='
@@ -180,7 +184,7 @@ def make_dataset(config, *, process_index=0, process_count=1):
   if global_batch < 1 or global_batch % process_count:
     raise ValueError(f'batch_size={global_batch} must be a positive multiple of the '
                      f'{process_count} processes; set --config.batch_size accordingly')
-  source = sources.make_source(config)
+  source = source if source is not None else sources.make_source(config)
   n = len(source)
   if n < global_batch:
     raise DataError(f'the dataset has {n} examples, fewer than batch_size={global_batch}; '
@@ -204,7 +208,7 @@ def _parse_absl_flags():
     flags.FLAGS.mark_as_parsed()
 
 
-def make_train_iterator(config, *, process_index=0, process_count=1):
+def make_train_iterator(config, *, process_index=0, process_count=1, source=None):
   """Iterator over this process's share of each global batch, forever.
 
   ``next(it)`` gives ``label`` (B, H, W) int32 (or (B, H, W, input_nc) float32
@@ -219,7 +223,8 @@ def make_train_iterator(config, *, process_index=0, process_count=1):
   if d.num_workers < 0 or d.prefetch < 0:
     raise ValueError(f'data.num_workers={d.num_workers} and data.prefetch={d.prefetch} must '
                      'be >= 0')
-  ds, prep = make_dataset(config, process_index=process_index, process_count=process_count)
+  ds, prep = make_dataset(config, process_index=process_index, process_count=process_count,
+                          source=source)
   read = grain.ReadOptions(num_threads=1 if d.prefetch else 0,
                            prefetch_buffer_size=max(int(d.prefetch), 1))
   it = ds.to_iter_dataset(read)
@@ -230,13 +235,13 @@ def make_train_iterator(config, *, process_index=0, process_count=1):
   return iter(it.map(_Finalize(prep)))
 
 
-def make_eval_examples(config, n: int) -> dict:
+def make_eval_examples(config, n: int, source=None) -> dict:
   """The first ``n`` examples in dataset order, test-time preprocessing, stacked.
 
   No flip, and the centre crop in the crop modes. ``n`` larger than the
   dataset gives the whole dataset.
   """
-  source = sources.make_source(config)
+  source = source if source is not None else sources.make_source(config)
   n = min(int(n), len(source))
   if n < 1:
     raise ValueError(f'make_eval_examples needs n >= 1, got {n}')
@@ -250,13 +255,13 @@ def make_eval_examples(config, n: int) -> dict:
   return _Finalize(prep)(_Collate(prep)(examples))
 
 
-def iterate_eval_batches(config, batch_size: int = 1):
+def iterate_eval_batches(config, batch_size: int = 1, source=None):
   """Every example once, in dataset order, test-time preprocessing, in batches.
 
   The last batch may be smaller. Decoding uses ``data.num_workers`` processes
   like training. Yields the same dicts as :func:`make_train_iterator`.
   """
-  source = sources.make_source(config)
+  source = source if source is not None else sources.make_source(config)
   prep = make_prep(config)
   first = source[0]
   check_output_size(prep, first['label'].shape[1::-1], first['name'])
@@ -277,6 +282,7 @@ def load_pair(label_path, inst_path, config, *, image_path=None, feat_path=None)
   ``model.label_nc``, and applies the test-time resize/round of the original
   (no random crop, no flip). ``inst_path`` may be None with
   ``model.no_instance``; ``image_path`` and ``feat_path`` add those maps.
+  Lossy (JPEG) label/instance maps raise DataError unless ``data.allow_lossy_maps``.
   """
   raw = {'name': label_path, 'label': sources.read_label(
       label_path, config, label_path, palette_lib.load_palette(config.data.palette))}
@@ -284,12 +290,14 @@ def load_pair(label_path, inst_path, config, *, image_path=None, feat_path=None)
     if inst_path is None:
       raise DataError(f'{label_path}: no instance map given; pass its *_instanceIds.png or '
                       'set --config.model.no_instance=True')
-    raw['inst'] = sources.read_inst(inst_path, inst_path)
+    raw['inst'] = sources.read_inst(inst_path, inst_path,
+                                    allow_lossy=config.data.get('allow_lossy_maps', False))
   if image_path is not None:
     raw['image'] = sources.read_rgb(image_path, image_path)
   if feat_path is not None:
     raw['feat'] = sources.read_rgb(feat_path, feat_path)
-  sources.check_sizes(raw, label_path)
+  sources.check_sizes(raw, ' / '.join(str(p) for p in (label_path, inst_path, image_path,
+                                                       feat_path) if p is not None))
   prep = make_prep(config)
   check_output_size(prep, raw['label'].shape[1::-1], label_path)
   return _Finalize(prep)(_Collate(prep)([_Augment(prep, train=False)(raw)]))

@@ -13,6 +13,14 @@ packer (``build.py``) and the data check (``check.py``) read data the same way:
   own ``cityscapes`` (no instance maps), read by ``tfds_source.TfdsSource``.
 * ``'demo'``: scenes rendered by ``hdgan_jax.data.demo.render_scene``.
 
+Files are paired by scene name (:func:`scene_key`: the path without extension,
+role suffix and generic suffix such as ``_labelIds``). Two files of one role
+with the same scene name (``a_labelIds.png`` and ``a_label.png``) are refused:
+which one is meant cannot be guessed. Label and instance maps with a lossy
+extension (``.jpg``, ``.webp``) are refused when the layout is listed, so a
+sampled data check still sees every one of them (see ``decode``;
+``data.allow_lossy_maps`` reads them with a warning).
+
 A raw example is a dict: ``label`` (H, W) integer ids or (H, W, C) uint8 when
 ``label_nc == 0``, ``inst`` (H, W) uint16, ``image`` (H, W, 3) uint8, ``feat``
 (H, W, 3) uint8, and ``name`` (a string for messages). Problems raise
@@ -25,10 +33,10 @@ import re
 
 import numpy as np
 
-from hdgan_jax.data import cityscapes, demo
+from hdgan_jax.data import cityscapes, decode, demo
 from hdgan_jax.data import palette as palette_lib
 from hdgan_jax.data.decode import (check_ids, check_sizes,  # pylint: disable=unused-import
-                                   read_inst, read_label, read_label_ids, read_rgb)
+                                   lossy_paths, read_inst, read_label, read_label_ids, read_rgb)
 from hdgan_jax.data.errors import DataError
 from hdgan_jax.data.tfds_source import TfdsSource
 
@@ -36,6 +44,11 @@ IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.ppm', '.bmp', '.tif', '.tiff')
 # File-name endings that name the role of a file rather than the scene.
 _ROLE_SUFFIX = re.compile(r'_(leftImg8bit|gtFine_labelIds|gtFine_instanceIds|gtFine_color|'
                           r'gtCoarse_labelIds|gtCoarse_instanceIds|gtCoarse_color)$')
+# Generic role endings of user-named maps, removed after the Cityscapes ones.
+_GENERIC_SUFFIX = re.compile(r'_(labelIds|instanceIds|label|inst)$')
+MAX_LISTED = 20       # files listed per problem in an error message
+_ROLE_NAMES = {'label': 'label map', 'inst': 'instance map', 'image': 'photo',
+               'feat': 'feature map'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +67,8 @@ class Listing:
   examples: list
   unpaired: list = dataclasses.field(default_factory=list)
   notes: list = dataclasses.field(default_factory=list)
+  duplicates: list = dataclasses.field(default_factory=list)  # messages naming both files
+  lossy: list = dataclasses.field(default_factory=list)       # (path, 'label map'/...) pairs
 
 
 def list_images(folder):
@@ -69,8 +84,21 @@ def scene_name(path: str) -> str:
   return _ROLE_SUFFIX.sub('', os.path.splitext(path)[0])
 
 
+def scene_key(path: str) -> str:
+  """Scene name used for pairing: :func:`scene_name`, then ``_labelIds``/``_instanceIds``/
+  ``_label``/``_inst`` removed, so ``x_labelIds.png`` pairs with ``x_instanceIds.png``."""
+  return _GENERIC_SUFFIX.sub('', scene_name(path))
+
+
 def _key(path, folder):
-  return scene_name(os.path.relpath(path, folder))
+  return scene_key(os.path.relpath(path, folder))
+
+
+def duplicate_message(role, key, first, second) -> str:
+  """Two files of one role that name the same scene: refused, naming both."""
+  role = _ROLE_NAMES.get(role, role)
+  return (f'{first} and {second}: two {role}s of scene {key!r} (names that differ only '
+          'in a suffix such as _labelIds/_label or in the extension); keep one of them')
 
 
 def pair_files(columns: dict, folders: dict) -> Listing:
@@ -85,7 +113,8 @@ def pair_files(columns: dict, folders: dict) -> Listing:
     for p in paths:
       k = _key(p, folders[role])
       if k in keyed[role]:
-        duplicates.append(f'{p} (same scene {k!r} as {keyed[role][k]}; keep one of them)')
+        duplicates.append(duplicate_message(role, k, keyed[role][k], p))
+        continue
       keyed[role][k] = p
   roles = list(columns)
   common = set.intersection(*(set(k) for k in keyed.values()))
@@ -96,16 +125,16 @@ def pair_files(columns: dict, folders: dict) -> Listing:
                 for ps in zip(*(columns[r] for r in roles))]
     return Listing(examples, notes=[
         'file names differ between ' + ', '.join(folders[r] for r in roles) +
-        '; paired by sorted order as pix2pixHD does'])
+        '; paired by sorted order as pix2pixHD does'], duplicates=duplicates)
   order = [k for k in sorted(keyed[roles[0]], key=lambda k: keyed[roles[0]][k]) if k in common]
   examples = [Example(key=k, **{r: keyed[r][k] for r in roles}) for k in order]
-  unpaired = duplicates
+  unpaired = []
   for role in roles:
     for k, p in sorted(keyed[role].items(), key=lambda kv: kv[1]):
       if k not in common:
         missing = [r for r in roles if k not in keyed[r]]
         unpaired.append(f'{p} (no {"/".join(missing)} file for {k!r})')
-  return Listing(examples, unpaired)
+  return Listing(examples, unpaired, duplicates=duplicates)
 
 
 def wants(config) -> dict:
@@ -192,10 +221,12 @@ class FileSource:
 
   has_inst = True  # the layouts have instance maps (read unless model.no_instance)
 
-  def __init__(self, examples, config, unpaired=(), notes=()):
+  def __init__(self, examples, config, unpaired=(), notes=(), duplicates=(), lossy=()):
     self.examples, self.config = list(examples), config
     self.unpaired, self.notes = list(unpaired), list(notes)  # see make_source
+    self.duplicates, self.lossy = list(duplicates), list(lossy)
     self.want = wants(config)
+    self._allow_lossy = bool(config.data.get('allow_lossy_maps', False))
     self._palette = None
 
   def __len__(self):
@@ -217,7 +248,7 @@ class FileSource:
     out = {'name': ex.label,
            'label': read_label(ex.label, self.config, ex.label, self.palette())}
     if self.want['inst']:
-      out['inst'] = read_inst(ex.inst, ex.inst)
+      out['inst'] = read_inst(ex.inst, ex.inst, allow_lossy=self._allow_lossy)
     if ex.image is not None:
       out['image'] = read_rgb(ex.image, ex.image)
     if self.want['feat']:
@@ -264,6 +295,7 @@ class LimitedSource:
     self.source, self.n = source, min(n, len(source))
     self.has_inst = source.has_inst
     self.unpaired, self.notes = getattr(source, 'unpaired', []), getattr(source, 'notes', [])
+    self.duplicates, self.lossy = getattr(source, 'duplicates', []), getattr(source, 'lossy', [])
 
   def __len__(self):
     return self.n
@@ -278,36 +310,68 @@ class LimitedSource:
 
 
 def scan(config) -> Listing:
-  """Lists a file layout (sources 'cityscapes' and 'folder')."""
+  """Lists a file layout (sources 'cityscapes' and 'folder'), noting lossy maps."""
   if config.data.source == 'cityscapes':
-    return list_cityscapes(config)
-  if config.data.source == 'folder':
-    return list_folder(config)
-  raise ValueError(f'data.source={config.data.source!r} is not a file layout')
+    listing = list_cityscapes(config)
+  elif config.data.source == 'folder':
+    listing = list_folder(config)
+  else:
+    raise ValueError(f'data.source={config.data.source!r} is not a file layout')
+  labels = [ex.label for ex in listing.examples] if config.model.label_nc else []
+  insts = [ex.inst for ex in listing.examples if ex.inst]
+  listing.lossy = ([(p, 'label map') for p in lossy_paths(labels)]
+                   + [(p, 'instance map') for p in lossy_paths(insts)])
+  return listing
+
+
+def _listed(lines) -> str:
+  more = f'\n  ... and {len(lines) - MAX_LISTED} more' if len(lines) > MAX_LISTED else ''
+  return '\n  '.join(lines[:MAX_LISTED]) + more
+
+
+def _check_listing(listing, config, allow_unpaired):
+  """Refuses duplicate scene names and lossy maps (the data check gets them listed)."""
+  d = config.data
+  if listing.duplicates and not allow_unpaired:
+    raise DataError(f'{len(listing.duplicates)} scene name(s) under {d.root} have two files '
+                    f'of one role:\n  {_listed(listing.duplicates)}', kind='names')
+  if not listing.lossy:
+    return listing
+  if d.get('allow_lossy_maps', False):
+    decode.warn_lossy('label/instance map', f' ({len(listing.lossy)} files, e.g. {listing.lossy[0][0]})')
+    return listing
+  if not allow_unpaired:
+    raise decode.lossy_error(listing.lossy, d.root)
+  bad = {p for p, _ in listing.lossy}   # the data check lists them; decode the others
+  listing.examples = [ex for ex in listing.examples if ex.label not in bad and ex.inst not in bad]
+  return listing
 
 
 SOURCES = ('cityscapes', 'folder', 'tfds', 'demo')
 
 
 def make_source(config, *, allow_unpaired=False):
-  """The configured source, limited to ``data.max_dataset_size`` examples. Files without
-  a partner raise DataError; ``allow_unpaired`` (the data check) skips them instead, lists
-  them in the source's ``unpaired`` (pairing notes: ``notes``) and allows no examples."""
+  """The configured source, limited to ``data.max_dataset_size`` examples.
+
+  Files without a partner, two files of one scene and role, and lossy label or
+  instance maps raise DataError; ``allow_unpaired`` (the data check) skips them
+  instead and lists them in the source's ``unpaired``, ``duplicates`` and
+  ``lossy`` (pairing notes: ``notes``), and allows no examples.
+  """
   d = config.data
   if d.source not in SOURCES:
     raise DataError(f'data.source={d.source!r} is not known; use one of {", ".join(SOURCES)}')
   if d.source in ('cityscapes', 'folder'):
-    listing = scan(config)
+    listing = _check_listing(scan(config), config, allow_unpaired)
     if listing.unpaired and not allow_unpaired:
-      shown = '\n  '.join(listing.unpaired[:20])
-      more = f'\n  ... and {len(listing.unpaired) - 20} more' if len(listing.unpaired) > 20 else ''
       raise DataError(f'{len(listing.unpaired)} file(s) under {d.root} have no partner:\n  '
-                      f'{shown}{more}\nAdd the missing files or remove these (run python -m '
-                      'hdgan_jax.data.check for a full report).', kind='unpaired')
+                      f'{_listed(listing.unpaired)}\nAdd the missing files or remove these (run '
+                      'python -m hdgan_jax.data.check for a full report).', kind='unpaired')
     if not listing.examples and not allow_unpaired:
       raise DataError(f'no examples found under {d.root} (data.source={d.source}, '
                       f'data.phase={d.phase})')
-    source = FileSource(listing.examples, config, listing.unpaired, listing.notes)
+    source = FileSource(listing.examples, config, listing.unpaired, listing.notes,
+                        listing.duplicates, listing.lossy)
   elif d.source == 'demo':
     source = DemoSource(config)
   else:
