@@ -3,7 +3,8 @@ r"""The built-in demo: procedural street scenes, no download, minutes on 2 CPU c
 A global generator at 64x128 on 64 rendered Cityscapes-style scenes (35 label
 ids + instance maps), multi-scale D, feature matching and the offline VGG16
 perceptual loss; logs eval/semantic_* (a colour/texture pixel classifier
-fitted on the demo's real photos scores the generated images).
+fitted on the demo's real photos scores the generated images) and FID/KID against the
+demo photos (the standard Inception, offline).
 
   make demo
   # which is
@@ -41,4 +42,6 @@ def get_config():
   c.checkpoint_every_steps = 200
   c.num_sample_images = 6
   c.eval_semantic = True
+  c.eval_every_steps = 300   # FID/KID on 64 demo photos at steps 0, 300 and 600
+  c.eval_num_images = 64
   return c

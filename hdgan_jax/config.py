@@ -97,6 +97,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.num_sample_images = 4    # examples shown in the sample grids
   c.eval_semantic = False    # log eval/semantic_* (demo data: colour/texture classifier)
+  c.eval_every_steps = 0     # log eval/fid, eval/kid every this many steps (0 = off)
+  c.eval_num_images = 50     # first images of the split used for that FID/KID
   c.n_clusters = DEFAULT_N_CLUSTERS  # K-means clusters per class for instance features
   return c
 
@@ -110,6 +112,7 @@ _BOUNDS = (
     ('batch_size', 1, None), ('num_train_steps', 0, None), ('log_every_steps', 1, None),
     ('checkpoint_every_steps', 1, None), ('sample_every_steps', 1, None),
     ('keep_checkpoints', 1, None), ('num_sample_images', 1, None), ('n_clusters', 1, None),
+    ('eval_every_steps', 0, None), ('eval_num_images', 2, None),
     ('niter', 0, None), ('niter_decay', 0, None), ('niter_fix_global', 0, None),
     ('lambda_feat', 0, None), ('lambda_vgg', 0, None), ('beta1', 0, 1), ('beta2', 0, 1),
     ('model.label_nc', 0, None), ('model.input_nc', 1, None), ('model.output_nc', 1, None),

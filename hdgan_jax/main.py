@@ -18,6 +18,7 @@ Heavy modules (JAX, TensorFlow) are imported inside :func:`main` so that
 
 import json
 import os
+import tempfile
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -26,7 +27,8 @@ from hdgan_jax import console
 
 config_flags.DEFINE_config_file('config', None, 'Experiment config file (experiments/*.py).',
                                 lock_config=True)
-flags.DEFINE_enum('mode', 'train', ['train', 'generate', 'encode_features'], 'What to do.')
+flags.DEFINE_enum('mode', 'train', ['train', 'generate', 'encode_features', 'evaluate'],
+                  'What to do.')
 flags.DEFINE_string('workdir', None, 'Run directory: checkpoints, samples, logs. For generate and '
                     'encode_features, the trained run to use (or give --checkpoint).')
 flags.DEFINE_string('checkpoint', None, 'generate/encode_features: weights instead of a workdir: '
@@ -43,19 +45,31 @@ flags.DEFINE_string('out', None, 'generate: output folder (default WORKDIR/gener
 flags.DEFINE_integer('num_samples', 1, 'generate: diverse outputs per label map (use_features).')
 flags.DEFINE_string('styles', None, 'generate: JSON {instance id: cluster index} for chosen styles.')
 flags.DEFINE_integer('seed', 0, 'generate: seed for sampling styles.')
+flags.DEFINE_integer('num_images', 0, 'evaluate: images of the split to use (0 = all).')
+flags.DEFINE_string('segmentation', None, 'evaluate: a folder of label maps predicted by your '
+                    'segmenter on the generated images (<name>_synthesized_image.png), for '
+                    'pixel accuracy and mIoU.')
+flags.DEFINE_integer('diversity_samples', 4, 'evaluate: styles per map for LPIPS diversity '
+                     '(feature models).')
 flags.DEFINE_bool('verbose', False, 'Library logs and tracebacks on the terminal, not only in '
                   'the log file.')
-flags.mark_flags_as_required(['config'])
 FLAGS = flags.FLAGS
 
 
 def _log_dir() -> str:
   if FLAGS.mode == 'train' or (FLAGS.workdir and not FLAGS.checkpoint):
     return FLAGS.workdir
-  return FLAGS.out if FLAGS.mode == 'generate' else os.path.dirname(FLAGS.out or '') or '.'
+  if FLAGS.mode in ('generate', 'evaluate') and FLAGS.out:
+    return FLAGS.out
+  if FLAGS.mode == 'encode_features' and FLAGS.out:
+    return os.path.dirname(os.path.abspath(FLAGS.out))
+  return os.path.join(tempfile.gettempdir(), 'hdgan_jax')
 
 
 def _validate() -> None:
+  if FLAGS.config is None and (FLAGS.mode == 'train' or FLAGS.checkpoint):
+    raise app.UsageError(f'--mode={FLAGS.mode}{" with --checkpoint" if FLAGS.checkpoint else ""} '
+                         'needs --config=experiments/<name>.py')
   if FLAGS.mode == 'train':
     if not FLAGS.workdir:
       raise app.UsageError('--mode=train needs --workdir (where checkpoints and samples go)')
@@ -121,13 +135,28 @@ def _encode(config) -> None:
   console.say(f'wrote {res["path"]}: instances per class {json.dumps(res["instances"])}')
 
 
+def _evaluate(config) -> None:
+  from tqdm import tqdm  # lazy: keeps --help fast
+  from hdgan_jax import run_evaluation as evaluation  # lazy: keeps --help fast
+  r = _load_run(config)
+  data_cfg = config if config is not None else r.config  # --config picks the split to score
+  res = evaluation.evaluate_run(
+      r, data_cfg, num_images=FLAGS.num_images, segmenter=FLAGS.segmentation,
+      diversity_samples=FLAGS.diversity_samples, out_dir=FLAGS.out, seed=FLAGS.seed,
+      progress=lambda n: tqdm(total=n, desc='generate', unit='img', dynamic_ncols=True))
+  for k, v in res.items():
+    console.say(f'  {k}: {v:.4f}')
+  print(json.dumps({k.split('/')[-1]: v for k, v in res.items()}), flush=True)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   _validate()
   console.setup(_log_dir(), verbose=FLAGS.verbose)
   config = FLAGS.config
-  job = {'train': _train, 'generate': _generate, 'encode_features': _encode}[FLAGS.mode]
+  job = {'train': _train, 'generate': _generate, 'encode_features': _encode,
+         'evaluate': _evaluate}[FLAGS.mode]
   console.run_cli(lambda: job(config))
 
 

@@ -19,9 +19,12 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
 from hdgan_jax import (checkpoint, config as config_lib, console, convert, eval_semantic,
-                       fileutil, reporting, run as run_lib, step as step_lib, workdir_lock)
+                       fileutil, reporting, run as run_lib, step as step_lib,
+                       workdir_lock)
 from hdgan_jax.convert import io as weight_io
 from hdgan_jax.data import check as data_check, demo, pipeline, sources
+from hdgan_jax.fid import metrics as fid_metrics
+from hdgan_jax.run_evaluation import real_to_uint8
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -152,6 +155,7 @@ def _train(config, workdir: str) -> Dict[str, float]:
   scorer, held_out = None, None
   if config.eval_semantic:
     scorer, held_out = _semantic_scorer(config, workdir), _held_out_demo(config)
+  fid_eval = _FidEval(config, source, generate) if config.eval_every_steps else None
 
   def sample_and_eval(step: int) -> Dict[str, float]:
     fakes = np.asarray(generate(state.g_params, {k: jnp.asarray(v) for k, v in samples.items()}))
@@ -165,6 +169,10 @@ def _train(config, workdir: str) -> Dict[str, float]:
       res = scorer.score(reporting.to_uint8(held_fakes), held_out['label'])
       out = {'eval/semantic_pixel_acc': res['pixel_acc'], 'eval/semantic_miou': res['miou']}
       writer.scalars(step, out)
+    if fid_eval is not None and (step % config.eval_every_steps == 0 or step == num_steps):
+      fid_out = fid_eval(state.g_params)
+      writer.scalars(step, fid_out)
+      out.update(fid_out)
     if is_main:
       reporting.write_index(workdir, f'hdgan_jax: {os.path.basename(os.path.abspath(workdir))}')
     return out
@@ -202,7 +210,8 @@ def _train(config, workdir: str) -> Dict[str, float]:
         t_log, s_log = now, done
         writer.scalars(done, last)
         bar.set_postfix({k: f'{last[k]:.3f}' for k in ('G_GAN', 'D_real', 'D_fake') if k in last})
-      if done % config.sample_every_steps == 0 or done == num_steps:
+      if (done % config.sample_every_steps == 0 or done == num_steps
+          or (fid_eval is not None and done % config.eval_every_steps == 0)):
         last.update(sample_and_eval(done))
       if ckpt_now:
         checkpoint.save(mngr, done, state, config, it.get_state(), stream)
@@ -222,6 +231,31 @@ def _train(config, workdir: str) -> Dict[str, float]:
                 f'{workdir}/index.html, metrics: {workdir}/metrics.jsonl, checkpoints: '
                 f'{workdir}/checkpoints')
   return last
+
+
+class _FidEval:
+  """FID/KID of the current generator on the first ``eval_num_images`` of the split.
+
+  The photos' Inception features are computed once; each call generates the
+  images (test-time preprocessing, batches of ``batch_size``) and compares.
+  """
+
+  def __init__(self, config, source, generate):
+    self.examples = pipeline.make_eval_examples(config, config.eval_num_images, source)
+    self.batch, self.generate = max(int(config.batch_size), 1), generate
+    self.extractor = fid_metrics.FeatureExtractor(batch_size=16)
+    self.real = fid_metrics.Stats.from_features(
+        self.extractor(real_to_uint8(self.examples['image'])))
+
+  def __call__(self, g_params) -> Dict[str, float]:
+    n = self.examples['image'].shape[0]
+    fakes = [np.asarray(self.generate(g_params, {k: jnp.asarray(v[i:i + self.batch])
+                                                  for k, v in self.examples.items()}))
+             for i in range(0, n, self.batch)]
+    fake = self.extractor(reporting.to_uint8(np.concatenate(fakes)))
+    res = fid_metrics.fid_and_kid(self.real, fid_metrics.Stats.from_features(fake),
+                                  fid_method='exact')
+    return {'eval/fid': res['fid'], 'eval/kid': res['kid']}
 
 
 def _held_out_demo(config, n: int = 16) -> Dict[str, jax.Array]:

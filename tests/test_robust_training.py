@@ -129,7 +129,9 @@ def test_ctrl_c_keeps_the_checkpoints_and_says_how_to_resume(tmp_path):
   p = _main([f'--workdir={wd}', '--config.num_train_steps=400', '--config.eval_semantic=False',
              '--config.checkpoint_every_steps=2', '--config.sample_every_steps=1000',
              '--config.data.demo_num_images=8', '--config.model.ngf=4',
-             '--config.model.ndf=4', '--config.data.num_workers=0', '--config.log_every_steps=1'])
+             '--config.model.ndf=4', '--config.data.num_workers=0', '--config.log_every_steps=1',
+             '--config.data.demo_height=32', '--config.data.demo_width=64',
+             '--config.no_vgg_loss=True', '--config.model.n_blocks_global=1'])
   deadline = time.time() + 400
   while not os.path.exists(wd / 'checkpoints' / '2') and time.time() < deadline:
     time.sleep(0.5)
