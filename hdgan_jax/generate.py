@@ -35,6 +35,8 @@ def generate(run: Run, *, labels: str, instances: Optional[str] = None, out: str
   pairs = user_files.pair_inputs(labels, instances,
                                  allow_lossy=run.config.data.get('allow_lossy_maps', False))
   choices = edit.load_styles(styles) if styles else None
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise NotADirectoryError(f'--out={out} is a file; give a folder for the images')
   os.makedirs(out, exist_ok=True)
   written, seen = [], set()
   for label_path, inst_path in (progress(pairs) if progress else pairs):

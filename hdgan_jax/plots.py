@@ -53,6 +53,7 @@ def line_chart(series: Series, title: str, *, width: int = 560, height: int = 26
   sy = lambda y: top + (1 - (y - y0) / (y1 - y0)) * ph
   out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
          f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
+         f'<rect width="{width}" height="{height}" fill="white"/>',
          f'<text x="{left}" y="16" font-size="13" font-weight="bold">{html.escape(title)}</text>',
          f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="white" stroke="#bbb"/>']
   for t in _ticks(y0, y1):
@@ -82,7 +83,8 @@ def run_charts(rows: Sequence[Dict]) -> List[str]:
   """Charts for a run's metric rows: G losses, D losses, eval metrics (those present)."""
   groups = (('generator losses', lambda k: k.startswith('G_') and k != 'G_total'),
             ('discriminator losses', lambda k: k in ('D_real', 'D_fake')),
-            ('evaluation', lambda k: k.startswith('eval/')))
+            ('FID (lower is better)', lambda k: k == 'eval/fid'),
+            ('evaluation scores', lambda k: k.startswith('eval/') and k != 'eval/fid'))
   charts = []
   for title, keep in groups:
     series: Dict[str, Tuple[List[float], List[float]]] = {}

@@ -5,9 +5,10 @@ import os
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import tiny_model
-from hdgan_jax import config as config_lib, convert, features, models, render, run
+from hdgan_jax import config as config_lib, convert, features, generate, models, render, run
 from hdgan_jax.convert import clusters as original_clusters, io as weight_io
 
 
@@ -114,3 +115,19 @@ def test_bad_sources_are_clear(tmp_path):
   assert run.describe_state_dict(sd) == 'netG=global, ngf=16, 36 input channels'
   sd = {'model1_1.1.weight': np.zeros((32, 36, 7, 7)), 'model.1.weight': np.zeros((64, 36, 7, 7))}
   assert run.describe_state_dict(sd).startswith('netG=local, n_local_enhancers=1, ngf=32')
+
+
+def test_generate_says_when_maps_are_resized_and_refuses_a_file_as_out(tmp_path):
+  cfg = feat_config()
+  cfg.model.update(use_features=False, no_instance=True)
+  g = models.init_variables('G', cfg.model, jax.random.PRNGKey(2))
+  r = run.Run(cfg, {'G': g['params']}, origin='test')
+  Image.fromarray(np.full((37, 100), 7, np.uint8)).save(tmp_path / 'odd.png')
+  notes = []
+  written = generate.generate(r, labels=str(tmp_path / 'odd.png'), out=str(tmp_path / 'o'),
+                              notify=notes.append)
+  assert len(written) == 1 and len(notes) == 1
+  assert notes[0].startswith('note: 100x37 maps become'), notes
+  (tmp_path / 'file').write_text('x')
+  with pytest.raises(NotADirectoryError, match='is a file'):
+    generate.generate(r, labels=str(tmp_path / 'odd.png'), out=str(tmp_path / 'file'))
