@@ -31,7 +31,6 @@ run as a script it hands over to it with :func:`runpy.run_module`.
 """
 
 import dataclasses
-import json
 import os
 import runpy
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Union
@@ -40,6 +39,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from hdgan_jax import fileutil
 from hdgan_jax.data import cityscapes
 from hdgan_jax.features import instance_class
 
@@ -293,17 +293,7 @@ def styles_to_json(styles: Mapping[int, Style]) -> Dict[str, object]:
 def load_json(path: str, what: str = 'edits'):
   """A JSON file's contents; a missing, binary or malformed file raises EditError naming
   the file (and the line and column of a syntax error)."""
-  try:
-    with open(path, encoding='utf-8') as f:
-      return json.load(f)
-  except json.JSONDecodeError as e:
-    raise EditError(f'{path}: not valid JSON at line {e.lineno}, column {e.colno} ({e.msg}); '
-                    f'fix the {what} file') from None
-  except UnicodeDecodeError as e:
-    raise EditError(f'{path}: not a UTF-8 text file (byte {e.start}); the {what} file must be '
-                    'JSON text') from None
-  except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
-    raise EditError(f'{path}: cannot open the {what} file ({e.strerror})') from None
+  return fileutil.read_json(path, what=what, error=EditError)
 
 
 def load_ops(path: str) -> list:

@@ -1,4 +1,4 @@
-"""Atomic file writes: a file is either its old version or the complete new one.
+"""Atomic file writes (a file is either its old version or the complete new one), and JSON reads that name the file.
 
 This file owns the one implementation of "write to a temporary file, then
 rename it over the target" used wherever a half-written file would hurt (a
@@ -22,6 +22,7 @@ exist.
 """
 
 import contextlib
+import json
 import os
 import tempfile
 from typing import Iterator, Optional, Union
@@ -109,3 +110,19 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
 def atomic_write_text(path: PathLike, text: str, encoding: str = 'utf-8') -> None:
   """Writes ``text`` to ``path`` atomically, encoded as ``encoding`` (no newline translation)."""
   atomic_write_bytes(path, text.encode(encoding))
+
+
+def read_json(path: PathLike, *, what: str, error: type = ValueError):
+  """A JSON file's contents; a missing, binary or malformed file raises ``error`` naming
+  the file (and the line and column of a syntax error) and ``what`` it should hold."""
+  try:
+    with open(path, encoding='utf-8') as f:
+      return json.load(f)
+  except json.JSONDecodeError as e:
+    raise error(f'{path}: not valid JSON at line {e.lineno}, column {e.colno} ({e.msg}); '
+                f'fix the {what} file') from None
+  except UnicodeDecodeError as e:
+    raise error(f'{path}: not a UTF-8 text file (byte {e.start}); the {what} file must be '
+                'JSON text') from None
+  except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
+    raise error(f'{path}: cannot open the {what} file ({e.strerror})') from None

@@ -1,5 +1,7 @@
 """Command-line surface: console scripts resolve, --help stays light, one log file, no chatter."""
 
+import ast
+import importlib.util
 import os
 import subprocess
 import sys
@@ -13,14 +15,17 @@ def scripts():
     return tomllib.load(f)['project']['scripts']
 
 
-def test_console_scripts_point_at_callables():
-  """Each in its own interpreter: the command-line modules each define their absl flags."""
+def test_console_scripts_point_at_functions():
+  """Each target is a top-level function of an existing module (read, not imported: the
+  command-line modules each define their absl flags; tests/test_imports.py imports them)."""
   for name, target in sorted(scripts().items()):
     module, func = target.split(':')
-    code = f'import importlib; assert callable(importlib.import_module({module!r}).{func})'
-    r = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True,
-                       timeout=120)
-    assert r.returncode == 0, (name, r.stderr[-1500:])
+    spec = importlib.util.find_spec(module)
+    assert spec is not None and spec.origin, (name, module)
+    with open(spec.origin, encoding='utf-8') as f:
+      tree = ast.parse(f.read())
+    names = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    assert func in names, (name, target)
 
 
 def test_main_help_does_not_import_jax_or_tensorflow():

@@ -11,18 +11,17 @@ import time
 
 import pytest
 
-from test_train import metrics, tiny_run_config
+from conftest import tiny_run_config
+from test_train import metrics
 from hdgan_jax import checkpoint, config as config_lib, train, workdir_lock
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope='module')
-def base_run(tmp_path_factory):
-  """A finished 4-step run with checkpoints at steps 2 and 4."""
-  wd = str(tmp_path_factory.mktemp('base') / 'run')
-  train.train_and_evaluate(tiny_run_config(eval_semantic=True), wd)
-  return wd
+@pytest.fixture
+def base_run(full_run):
+  """The shared finished 4-step run (checkpoints at steps 2 and 4); tests change copies."""
+  return full_run
 
 
 def copy_of(base_run, tmp_path):
@@ -52,14 +51,14 @@ def test_a_busy_workdir_is_refused_with_the_holders_pid(tmp_path):
   assert not os.path.exists(os.path.join(wd, 'checkpoints'))
 
 
-def test_a_stale_lock_of_a_killed_run_is_taken_over(tmp_path):
-  wd = tmp_path / 'wd'
-  os.makedirs(wd)
-  (wd / workdir_lock.LOCK_NAME).write_text('{"pid": 999999, "host": "gone"}')  # not flocked
-  train.train_and_evaluate(tiny_run_config(steps=2), str(wd))
-  assert sorted(metrics(str(wd))) == [1, 2]
-  # the lock is free again once the run is over
-  fd = os.open(wd / workdir_lock.LOCK_NAME, os.O_RDWR)
+def test_a_stale_lock_of_a_killed_run_is_taken_over(base_run, tmp_path):
+  wd = copy_of(base_run, tmp_path)
+  lock = os.path.join(wd, workdir_lock.LOCK_NAME)
+  with open(lock, 'w') as f:
+    f.write('{"pid": 999999, "host": "gone"}')  # left by a killed run: not flocked
+  assert train.train_and_evaluate(tiny_run_config(eval_semantic=True), wd) == {}  # at step 4
+  assert json.load(open(lock))['pid'] == os.getpid()   # taken over
+  fd = os.open(lock, os.O_RDWR)   # and free again once the run is over
   fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
   os.close(fd)
 

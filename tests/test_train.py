@@ -10,37 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import tiny_model
-from hdgan_jax import checkpoint, config as config_lib, generate, run, train
-
-
-def tiny_run_config(steps=4, **kw):
-  c = config_lib.get_config()
-  c.model = tiny_model(label_nc=35, ngf=4, ndf=4, n_downsample_global=2)
-  d = c.data
-  d.source, d.demo_num_images, d.demo_height, d.demo_width = 'demo', 8, 32, 64
-  d.resize_or_crop, d.num_workers, d.check = 'none', 0, 'full'
-  c.batch_size = 2
-  c.no_vgg_loss = True
-  c.num_train_steps = steps
-  c.log_every_steps = 1
-  c.checkpoint_every_steps = 2
-  c.sample_every_steps = 2
-  c.num_sample_images = 2
-  c.update(kw)
-  return c
+from conftest import tiny_run_config
+from hdgan_jax import checkpoint, generate, run, train
 
 
 def metrics(workdir):
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     return {r['step']: r for r in map(json.loads, f) if 'G_GAN' in r}
-
-
-@pytest.fixture(scope='module')
-def full_run(tmp_path_factory):
-  wd = str(tmp_path_factory.mktemp('full'))
-  train.train_and_evaluate(tiny_run_config(eval_semantic=True), wd)
-  return wd
 
 
 def test_run_writes_everything(full_run):

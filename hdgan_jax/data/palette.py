@@ -19,11 +19,11 @@ file is a DataError naming the file and where (JSON line and column, CSV line).
 """
 
 import csv
-import json
 import os
 
 import numpy as np
 
+from hdgan_jax import fileutil
 from hdgan_jax.data import cityscapes
 from hdgan_jax.data.errors import DataError
 
@@ -126,15 +126,7 @@ def _id(value, path, where):
 
 def read_json(path, what='palette'):
   """A JSON file's contents; bad JSON names the file, line and column."""
-  try:
-    with open(path, encoding='utf-8') as f:
-      return json.load(f)
-  except json.JSONDecodeError as e:
-    raise DataError(f'{path}: not valid JSON at line {e.lineno}, column {e.colno} '
-                    f'({e.msg}); fix the {what} file') from None
-  except UnicodeDecodeError as e:
-    raise DataError(f'{path}: not a UTF-8 text file (byte {e.start}); the {what} must be '
-                    'JSON text') from None
+  return fileutil.read_json(path, what=what, error=DataError)
 
 
 def _read_json(path):
