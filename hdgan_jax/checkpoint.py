@@ -28,7 +28,8 @@ class CheckpointRestoreError(RuntimeError):
 
 def manager(workdir: str, keep: int = 3, async_save: bool = True) -> ocp.CheckpointManager:
   opts = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                      enable_async_checkpointing=async_save)
+                                      enable_async_checkpointing=async_save,
+                                      cleanup_tmp_directories=True)  # torn saves of a killed run
   return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, 'checkpoints')), options=opts)
 
 

@@ -9,9 +9,12 @@ back on the terminal. :func:`run_cli` turns expected errors (bad input,
 missing files) into ``error: ...`` lines with the traceback in the log.
 """
 
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 from typing import Callable, Optional
 
@@ -142,3 +145,24 @@ def run_tool(main: Callable, define_flags: Optional[Callable[[], None]] = None) 
   if define_flags is not None:
     define_flags()
   app.run(main, flags_parser=parse_flags)
+
+
+@contextlib.contextmanager
+def deferred_interrupt():
+  """Holds back Ctrl-C for the block (e.g. starting a checkpoint save), then raises it.
+
+  A KeyboardInterrupt raised halfway through a save would leave a torn
+  temporary folder behind; with this, the save starts whole and the
+  interrupt arrives right after it. Outside the main thread it does nothing.
+  """
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  caught = []
+  previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGINT, previous)
+  if caught:
+    raise KeyboardInterrupt

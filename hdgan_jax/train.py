@@ -214,10 +214,12 @@ def _train(config, workdir: str) -> Dict[str, float]:
           or (fid_eval is not None and done % config.eval_every_steps == 0)):
         last.update(sample_and_eval(done))
       if ckpt_now:
-        checkpoint.save(mngr, done, state, config, it.get_state(), stream)
+        with console.deferred_interrupt():
+          checkpoint.save(mngr, done, state, config, it.get_state(), stream)
   except KeyboardInterrupt:
     bar.close()
-    mngr.wait_until_finished()  # the checkpoint being written is finished, not torn
+    with console.deferred_interrupt():  # a second Ctrl-C must not tear the save either
+      mngr.wait_until_finished()  # the checkpoint being written is finished, not torn
     good = mngr.latest_step()
     console.say(f'\nstopped at step {done}. ' + (
         f'The newest checkpoint is step {good} in {workdir}/checkpoints; run the same command '
