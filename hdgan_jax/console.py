@@ -139,6 +139,17 @@ def setup_tool(verbose: bool) -> None:
     absl_logging.set_verbosity(absl_logging.WARNING)
 
 
+def tool_main(job: Callable[[], None]) -> Callable:
+  """The absl ``main`` of a tool command: no positional arguments, tool logging
+  (:func:`setup_tool` with its ``--verbose``), and ``job`` under :func:`run_cli`."""
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    setup_tool(flags.FLAGS.verbose)
+    run_cli(job)
+  return main
+
+
 def run_tool(main: Callable, define_flags: Optional[Callable[[], None]] = None) -> None:
   """Console-script body of a tool: quiet native logs, define its flags, run ``main``."""
   quiet_native_logs()

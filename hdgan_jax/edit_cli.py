@@ -27,7 +27,7 @@ import json
 import os
 from typing import Mapping, Optional
 
-from absl import app, flags
+from absl import flags
 import numpy as np
 from PIL import Image
 
@@ -167,11 +167,7 @@ def _run(flags_) -> None:
   print(summary)
 
 
-def main(argv) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments {argv[1:]}')
-  console.setup_tool(flags.FLAGS.verbose)
-  console.run_cli(lambda: _run(flags.FLAGS))
+main = console.tool_main(lambda: _run(flags.FLAGS))
 
 
 def run() -> None:

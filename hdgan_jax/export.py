@@ -39,7 +39,7 @@ import json
 import os
 from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
-from absl import app, flags
+from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -360,11 +360,7 @@ def _run(flags_) -> None:
     console.say(f'wrote TF SavedModel {flags_.saved_model}/ (signature serve(label, inst))')
 
 
-def main(argv) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments {argv[1:]}')
-  console.setup_tool(flags.FLAGS.verbose)
-  console.run_cli(lambda: _run(flags.FLAGS))
+main = console.tool_main(lambda: _run(flags.FLAGS))
 
 
 def run() -> None:

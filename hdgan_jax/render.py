@@ -32,19 +32,27 @@ class Renderer:
     """Encoded generator input (N, H, W, C) -> images in [-1, 1]."""
     return np.asarray(self._apply(self.run.params['G'], x))
 
-  def render(self, label, inst=None, *, choices: Optional[Mapping] = None, rng=0) -> np.ndarray:
-    """(H, W) label ids (+ instance ids) -> (H, W, 3) uint8 image.
+  def encode(self, labels, insts=None, *, choices: Optional[Mapping] = None, rng=0):
+    """(N, H, W) label ids (+ instance ids) -> the generator's (N, H, W, C) input.
 
     With instance features, every instance takes its cluster from ``choices``
-    ({instance id: cluster index or vector}) or samples one from ``rng``.
+    ({instance id: cluster index or vector}) or samples one from ``(rng, i)``
+    for image ``i`` (``rng`` itself for a single image).
     """
     m = self.config.model
-    label = np.asarray(label)
-    inst = None if inst is None else np.asarray(inst)
+    labels = np.asarray(labels)
+    insts = None if insts is None else np.asarray(insts)
     feat = None
     if self.clusters is not None:
-      segments = label if m.label_feat else inst
-      feat = features.feature_map_from_clusters(segments, self.clusters, feat_num=m.feat_num,
-                                                rng=rng, choices=choices, label_map=label)[None]
-    x = models.encode_input(label[None], None if inst is None else inst[None], m, feat_map=feat)
-    return reporting.to_uint8(self.forward(x)[0])
+      segs = labels if m.label_feat else insts
+      n = labels.shape[0]
+      feat = np.stack([features.feature_map_from_clusters(
+          segs[i], self.clusters, feat_num=m.feat_num, rng=rng if n == 1 else (rng, i),
+          choices=choices, label_map=labels[i]) for i in range(n)])
+    return models.encode_input(labels, insts, m, feat_map=feat)
+
+  def render(self, label, inst=None, *, choices: Optional[Mapping] = None, rng=0) -> np.ndarray:
+    """(H, W) label ids (+ instance ids) -> (H, W, 3) uint8 image (see :meth:`encode`)."""
+    label = np.asarray(label)[None]
+    inst = None if inst is None else np.asarray(inst)[None]
+    return reporting.to_uint8(self.forward(self.encode(label, inst, choices=choices, rng=rng))[0])

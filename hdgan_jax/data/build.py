@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 
-from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
@@ -172,11 +171,7 @@ def _build() -> None:
         f'--config.data.tfds_name={NAME} --config.data.tfds_data_dir={FLAGS.out}')
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  console.setup_tool(FLAGS.verbose)
-  console.run_cli(_build)
+main = console.tool_main(_build)
 
 
 def _define_flags() -> None:

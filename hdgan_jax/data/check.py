@@ -21,7 +21,6 @@ import collections
 import dataclasses
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
@@ -237,12 +236,12 @@ def _check(config, full) -> None:
   print(report.format(_class_names(config)))
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  console.setup_tool(flags.FLAGS.verbose)
+def _check_from_flags() -> None:
   config = flags.FLAGS.config
-  console.run_cli(lambda: _check(config, flags.FLAGS.full or config.data.check == 'full'))
+  _check(config, flags.FLAGS.full or config.data.check == 'full')
+
+
+main = console.tool_main(_check_from_flags)
 
 
 def _define_flags() -> None:
