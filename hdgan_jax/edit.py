@@ -19,10 +19,16 @@ edits.json is a list of operations applied in order:
   {"op": "remove", "instance": 24000}
   {"op": "add", "mask": "car.png" | [[0, 1], [1, 1]], "class": 26, "at": [y, x]}
   {"op": "style", "instance": 26000, "cluster": 3}
+  {"op": "paint", "points": [[y, x], ...], "class": 26, "radius": 5}
+  {"op": "fill", "at": [y, x], "class": 23}
+  {"op": "stamp", "shape": "car" | "person", "at": [y, x], "size": 40}
 
-"add" and "change_class" also take an optional "style". Mask paths are relative
-to the ops file; mask pixels != 0 are the object; "at" is the top-left corner,
-and the mask is clipped at the image border.
+"add", "change_class" and "stamp" also take an optional "style", "stamp" an
+optional "class" (default: car 26, person 24). Mask paths are relative to the
+ops file; mask pixels != 0 are the object; for "add" "at" is the top-left
+corner, for "stamp" the centre, and shapes are clipped at the image border.
+A painted, filled or stamped *thing* class becomes one new instance; stuff
+takes id = class (see :func:`paint`, :func:`fill`, :func:`stamp`).
 
 This file owns the pure editing API and the operations format; the command
 line and its file I/O live in ``hdgan_jax.edit_cli`` (which also runs as
@@ -39,7 +45,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from hdgan_jax import fileutil
+from hdgan_jax import editor_shapes, fileutil
 from hdgan_jax.data import cityscapes
 from hdgan_jax.features import instance_class
 
@@ -226,8 +232,90 @@ def set_style(state: EditState, inst_id: int, cluster: Style, *,
   return dataclasses.replace(state, styles={**state.styles, int(inst_id): value})
 
 
+def _point(at, what='at') -> tuple:
+  if (not isinstance(at, (list, tuple)) or len(at) != 2
+      or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in at)):
+    raise EditError(f'{what} must be (y, x) integers, got {at!r}')
+  return int(at[0]), int(at[1])
+
+
+def paint(state: EditState, points, new_class: int, radius: float, *, label_nc: int,
+          thing_classes: Iterable[int], style: Optional[Style] = None) -> EditState:
+  """A brush stroke: every pixel within ``radius`` of the polyline ``points``
+  ([y, x] each) takes ``new_class``; a thing class makes the stroke one new
+  instance, a stuff class sets id = class (Cityscapes encoding)."""
+  try:
+    mask = editor_shapes.stroke_mask(state.label.shape, [_point(p, 'point') for p in points],
+                                     radius)
+  except (TypeError, ValueError) as e:
+    raise EditError(f'stroke: {e}') from None
+  if not mask.any():
+    raise EditError('the stroke lies entirely outside the image')
+  return add_object(state, mask, new_class, (0, 0), label_nc=label_nc,
+                    thing_classes=thing_classes, style=style)
+
+
+def fill(state: EditState, at, new_class: int, *, label_nc: int,
+         thing_classes: Iterable[int]) -> EditState:
+  """Flood fill: the 4-connected region of the label at ``at`` (y, x) takes
+  ``new_class`` (a thing class: one new instance; stuff: id = class)."""
+  new_class = _check_class(new_class, label_nc)
+  y, x = _point(at)
+  h, w = state.label.shape
+  if not (0 <= y < h and 0 <= x < w):
+    raise EditError(f'fill point (y, x)=({y}, {x}) is outside the {h}x{w} image')
+  regions, _ = ndimage.label(state.label == state.label[y, x])
+  region = regions == regions[y, x]
+  if state.label[y, x] == new_class and new_class not in set(thing_classes):
+    raise EditError(f'the region at ({y}, {x}) is already class {new_class}')
+  return add_object(state, region, new_class, (0, 0), label_nc=label_nc,
+                    thing_classes=thing_classes)
+
+
+STAMP_CLASSES = {'car': cityscapes.ID_OF['car'], 'person': cityscapes.ID_OF['person']}
+
+
+def stamp(state: EditState, shape: str, at, size: int, *, label_nc: int,
+          thing_classes: Iterable[int], new_class: Optional[int] = None,
+          style: Optional[Style] = None) -> EditState:
+  """Pastes a procedural ``shape`` ('car' or 'person', ``editor_shapes.silhouette``)
+  ``size`` pixels tall centred on ``at`` (y, x) as a new object of ``new_class``
+  (default: Cityscapes car 26 / person 24)."""
+  y, x = _point(at)
+  try:
+    mask = editor_shapes.silhouette(shape, size)
+  except (TypeError, ValueError) as e:
+    raise EditError(f'stamp: {e}') from None
+  cls = STAMP_CLASSES[shape] if new_class is None else new_class
+  return add_object(state, mask, cls, (y - mask.shape[0] // 2, x - mask.shape[1] // 2),
+                    label_nc=label_nc, thing_classes=thing_classes, style=style)
+
+
+def blank_state(height: int, width: int, classes: Sequence[int] = (23, 7), split: float = 0.5,
+                *, label_nc: int = cityscapes.LABEL_NC,
+                thing_classes: Iterable[int] = cityscapes.THING_IDS) -> EditState:
+  """A new scene of stuff: one class everywhere, or two split at ``split`` of the
+  height (default sky above road)."""
+  if not (isinstance(height, int) and isinstance(width, int) and height > 0 and width > 0):
+    raise EditError(f'scene size must be positive integers, got {height}x{width}')
+  if not 1 <= len(classes) <= 2:
+    raise EditError(f'a blank scene takes one class or two (top, bottom), got {list(classes)}')
+  classes = [_check_class(c, label_nc) for c in classes]
+  things = sorted(set(classes) & set(thing_classes))
+  if things:
+    raise EditError(f'class {things[0]} has instances; fill a blank scene with stuff '
+                    '(e.g. 23 sky, 7 road) and paint or stamp objects on it')
+  if not 0 <= split <= 1:
+    raise EditError(f'split must be a fraction of the height in [0, 1], got {split}')
+  label = np.full((height, width), classes[0], np.int64)
+  label[int(round(split * height)):] = classes[-1]
+  return EditState.create(label, label.copy())
+
+
 _OPS = {'change_class': ({'instance', 'to'}, {'style'}), 'remove': ({'instance'}, set()),
-        'add': ({'mask', 'class', 'at'}, {'style'}), 'style': ({'instance', 'cluster'}, set())}
+        'add': ({'mask', 'class', 'at'}, {'style'}), 'style': ({'instance', 'cluster'}, set()),
+        'paint': ({'points', 'class', 'radius'}, {'style'}), 'fill': ({'at', 'class'}, set()),
+        'stamp': ({'shape', 'at', 'size'}, {'class', 'style'})}
 
 
 def _load_mask(spec, base_dir):
@@ -278,8 +366,17 @@ def apply_edits(state: EditState, ops: Sequence[Mapping], *,
         state = add_object(state, _load_mask(op['mask'], base_dir), op['class'], op['at'],
                            label_nc=label_nc, thing_classes=thing_classes,
                            style=op.get('style'))
-      else:
+      elif name == 'style':
         state = set_style(state, op['instance'], op['cluster'], clusters=clusters)
+      elif name == 'paint':
+        state = paint(state, op['points'], op['class'], op['radius'], label_nc=label_nc,
+                      thing_classes=thing_classes, style=op.get('style'))
+      elif name == 'fill':
+        state = fill(state, op['at'], op['class'], label_nc=label_nc, thing_classes=thing_classes)
+      else:
+        state = stamp(state, op['shape'], op['at'], op['size'], label_nc=label_nc,
+                      thing_classes=thing_classes, new_class=op.get('class'),
+                      style=op.get('style'))
     except EditError as e:
       raise EditError(f'{where}: {e}') from None
   return state

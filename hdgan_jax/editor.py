@@ -1,14 +1,24 @@
-r"""Interactive editor: click an object, change its class, remove it or restyle it, see the result.
+r"""Interactive editor: paint, fill, stamp, select, remove, relabel and restyle objects, see the photo.
 
 The paper's semantic-manipulation interface (Sec. 3.4, Fig. 1), which the
 original never released, as a small local web app over a trained run: a page
-shows the colour-coded label map and the generated image; clicking selects
-the instance under the cursor; every edit goes through the pure functions of
-``hdgan_jax.edit`` and the image is regenerated. Undo, resampling of styles
-and saving the edited maps (8-bit labels, 16-bit instances, styles JSON) are
-built in. Standard library HTTP only; it listens on localhost, and the server
-(``hdgan_jax.editor_server``) checks Host, Origin and a per-session token so
-other web pages cannot drive it.
+shows the colour-coded label map (a canvas to paint on) and the generated
+image; every edit goes through the pure functions of ``hdgan_jax.edit`` and
+the image is regenerated. Brush and flood fill over the class palette, car
+and person stamps, select then delete / change class / restyle (with style
+thumbnails for feature models), undo and redo, a blank scene, PNG upload and
+saving (8-bit labels, 16-bit instances, the photo, styles JSON) inside the
+output folder. The state lives in ``hdgan_jax.editor_session``; the server
+(``hdgan_jax.editor_server``, standard library HTTP on localhost) checks
+Host, Origin and a per-session token so other web pages cannot drive it; the
+page is package data (``hdgan_jax/editor_static``).
+
+From a notebook (Jupyter or Colab; Colab shows it through its kernel proxy)::
+
+  from hdgan_jax import editor
+  h = editor.launch(run, labels, instances, out_dir='edited')   # a Run or a Renderer
+  h.show()        # the page in the notebook
+  h.stop()
 
   .venv/bin/python -m hdgan_jax.editor --workdir=runs/feat \
       --labels=L_labelIds.png --instances=L_instanceIds.png --out=edited/ [--port=8765]
@@ -16,124 +26,96 @@ other web pages cannot drive it.
       --checkpoint=checkpoints/label2city_1024p_feat/ --labels=L.png --instances=I.png --out=edited/
 """
 
-import json
+import dataclasses
 import os
-import secrets
 import threading
-from typing import Dict, List
 
-import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
-from PIL import Image
+import numpy as np
 
-from hdgan_jax import console, edit, fileutil, render, reporting, run as run_lib
+from hdgan_jax import console, render, run as run_lib
 from hdgan_jax.data import pipeline
-from hdgan_jax.data import cityscapes
-from hdgan_jax.editor_server import is_loopback, serve  # pylint: disable=unused-import
+from hdgan_jax.editor_server import Server, is_loopback, serve
+from hdgan_jax.editor_session import (DEFAULT_SAVE_NAME, MAX_HISTORY, SAVE_NAMES,  # noqa: F401
+                                      Session, class_names)
 
-MAX_HISTORY = 100  # undo steps kept; each holds a label and an instance map
-SAVE_NAMES = ('edited_labelIds.png', 'edited_instanceIds.png', 'edited_synthesized.png',
-              'edited_styles.json')
+__all__ = ['Session', 'serve', 'launch', 'Handle', 'SAVE_NAMES', 'MAX_HISTORY', 'class_names',
+           'DEFAULT_SAVE_NAME']
 
 
-class Session:
-  """The editing state of one label map, its history and its rendering.
+@dataclasses.dataclass
+class Handle:
+  """A running editor started by :func:`launch`: ``url``, ``port``, ``session``; ``show``, ``stop``."""
+  session: Session
+  server: Server
+  thread: threading.Thread
+  host: str
+  port: int
 
-  Every mutation holds ``lock`` (re-entrant, so the server can also hold it
-  around a mutation and the summary it answers with) and renders before it
-  commits: an edit or a rendering that fails leaves state and image as they were.
-  ``token`` is the secret the served page sends back with every POST.
+  @property
+  def url(self) -> str:
+    host = self.host if self.host not in ('', '0.0.0.0', '::') else '127.0.0.1'
+    return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/"
+
+  def show(self, height: int = 820):
+    """Shows the page in the notebook: through Colab's kernel proxy in Colab, else an IFrame.
+
+    In Colab the browser reaches the kernel's port only through Colab's
+    proxy, under another host name; this switches the server to accept it
+    (``editor_server.allow_colab_proxy``; the token check stays).
+    """
+    try:  # optional: google.colab exists only inside Colab
+      from google.colab import output as colab_output  # pylint: disable=import-outside-toplevel
+    except ImportError:
+      colab_output = None
+    if colab_output is not None:
+      self.server.allow_colab_proxy()
+      colab_output.serve_kernel_port_as_iframe(self.port, height=height)
+      return None
+    # optional: IPython is only needed inside a notebook; the editor runs without it
+    from IPython.display import IFrame, display  # pylint: disable=import-outside-toplevel
+    frame = IFrame(self.url, width='100%', height=height)
+    display(frame)
+    return frame
+
+  def stop(self) -> None:
+    """Stops the server and frees the port (the session stays usable in Python)."""
+    self.server.shutdown()
+    self.server.server_close()
+    self.thread.join(timeout=5)
+
+  def __repr__(self):
+    return f'<hdgan_jax editor at {self.url}>'
+
+  def _repr_html_(self):
+    return f'<a href="{self.url}" target="_blank">hdgan_jax editor at {self.url}</a>'
+
+
+def launch(run_or_renderer, labels, instances, *, out_dir: str, port: int = 0,
+           host: str = '127.0.0.1', seed: int = 0) -> Handle:
+  """Starts the editor on ``labels``/``instances`` ((H, W) int arrays) in a background thread.
+
+  ``run_or_renderer``: a ``hdgan_jax.run.Run`` (``run.load(config, workdir=...)``)
+  or a ``render.Renderer``. The maps are taken at their size (a size the
+  generator accepts: use ``pipeline.load_pair`` on files). ``port=0`` picks a
+  free port. Saves go to ``out_dir``. Returns a :class:`Handle`; the page may
+  be framed by local notebook pages (Jupyter, VS Code) so ``show`` works.
   """
-
-  def __init__(self, renderer, label, inst, *, out_dir: str, seed: int = 0):
-    self.renderer = renderer
-    self.label_nc = renderer.config.model.label_nc
-    self.state = edit.EditState.create(label, inst)
-    self.history: List[edit.EditState] = []
-    self.out_dir = out_dir
-    self.seed = seed
-    self.lock = threading.RLock()
-    self.token = secrets.token_urlsafe(32)
-    self.message = ''
-    self.image = self._render(self.state, seed)
-
-  def _render(self, state: edit.EditState, seed: int) -> np.ndarray:
-    return self.renderer.render(state.label, state.inst, choices=dict(state.styles), rng=seed)
-
-  def apply(self, op: Dict) -> None:
-    """Applies one ``edit.apply_edits`` operation; a bad one leaves the state as it was."""
-    with self.lock:
-      try:
-        new = edit.apply_edits(self.state, [op], label_nc=self.label_nc,
-                               clusters=self.renderer.clusters)
-        image = self._render(new, self.seed)
-      except (ValueError, TypeError) as e:  # EditError, or a style the model cannot use
-        self.message = f'not applied: {e}'
-        return
-      self.history = (self.history + [self.state])[-MAX_HISTORY:]
-      self.state, self.image, self.message = new, image, f"applied {op.get('op')}"
-
-  def undo(self) -> None:
-    with self.lock:
-      if not self.history:
-        self.message = 'nothing to undo'
-        return
-      self.image = self._render(self.history[-1], self.seed)
-      self.state = self.history.pop()
-      self.message = 'undone'
-
-  def resample(self) -> None:
-    with self.lock:
-      self.image = self._render(self.state, self.seed + 1)
-      self.seed += 1
-      self.message = f'styles resampled (seed {self.seed})'
-
-  def pick(self, x: int, y: int) -> Dict:
-    state = self.state  # one snapshot: a concurrent edit swaps the whole state
-    h, w = state.inst.shape
-    x, y = min(max(int(x), 0), w - 1), min(max(int(y), 0), h - 1)
-    inst = int(state.inst[y, x])
-    cls = int(state.label[y, x])
-    n = 0
-    if self.renderer.clusters is not None and cls in self.renderer.clusters:
-      n = len(np.asarray(getattr(self.renderer.clusters[cls], 'centers',
-                                 self.renderer.clusters[cls])))
-    return {'instance': inst, 'class': cls, 'name': class_names().get(cls, ''), 'clusters': n}
-
-  def _out_path(self, name: str) -> str:
-    """``out_dir/name``; refuses any name that could leave ``out_dir``."""
-    if name not in SAVE_NAMES or os.path.basename(name) != name:
-      raise ValueError(f'refusing to write {name!r} outside {self.out_dir}')
-    return os.path.join(self.out_dir, name)
-
-  def save(self) -> List[str]:
-    """Writes the edited maps, image and styles under ``out_dir`` (fixed names only)."""
-    with self.lock:
-      state, image = self.state, self.image
-      os.makedirs(self.out_dir, exist_ok=True)
-      paths = {name: self._out_path(name) for name in SAVE_NAMES}
-      with fileutil.atomic_writer(paths['edited_labelIds.png']) as tmp:
-        Image.fromarray(state.label.astype(np.uint8)).save(tmp)
-      with fileutil.atomic_writer(paths['edited_instanceIds.png']) as tmp:
-        Image.fromarray(state.inst.astype(np.uint16)).save(tmp)
-      reporting.save_png(image, paths['edited_synthesized.png'])
-      fileutil.atomic_write_text(paths['edited_styles.json'],
-                                 json.dumps(edit.styles_to_json(state.styles), indent=1))
-      self.message = f'saved to {self.out_dir}'
-      return sorted(paths.values())
-
-  def summary(self) -> Dict:
-    with self.lock:
-      state, message = self.state, self.message
-    h, w = state.label.shape
-    names = class_names()
-    return {'width': w, 'height': h, 'message': message,
-            'classes': [[c, names.get(c, '')] for c in range(self.label_nc)]}
+  renderer = (render.Renderer(run_or_renderer) if isinstance(run_or_renderer, run_lib.Run)
+              else run_or_renderer)
+  labels, instances = np.asarray(labels), np.asarray(instances)
+  session = Session(renderer, labels, instances, out_dir=str(out_dir), seed=seed)
+  server = serve(session, port, host, frame_ancestors=NOTEBOOK_FRAMERS)
+  thread = threading.Thread(target=server.serve_forever, kwargs={'poll_interval': 0.1},
+                            daemon=True, name='hdgan-editor')
+  thread.start()
+  return Handle(session, server, thread, host, server.server_address[1])
 
 
-def class_names() -> Dict[int, str]:
-  return dict(cityscapes.NAMES)
+# Pages that may show the editor in a frame when it is launched from a notebook.
+NOTEBOOK_FRAMERS = ("'self' http://localhost:* http://127.0.0.1:* http://[::1]:* "
+                    'https://localhost:* https://127.0.0.1:* vscode-webview:')
 
 
 def main(argv):
@@ -149,7 +131,7 @@ def main(argv):
                      clusters=f.clusters)
     renderer = render.Renderer(r)
     batch = pipeline.load_pair(f.labels, f.instances, r.config)
-    out = f.out or os.path.join(f.workdir or '.', 'edited')
+    out = f.out or os.path.join(f.workdir or '.', DEFAULT_SAVE_NAME)
     session = Session(renderer, batch['label'][0], batch['inst'][0], out_dir=out, seed=f.seed)
     if not is_loopback(f.host):
       console.say(f'warning: --host={f.host} makes the editor reachable from other machines '

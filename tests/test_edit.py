@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from PIL import Image
 
-from hdgan_jax import edit, edit_cli
+from hdgan_jax import edit, edit_cli, editor_shapes
 from hdgan_jax.data import cityscapes
 from hdgan_jax.edit import EditError
 from hdgan_jax.features import instance_class
@@ -170,7 +170,7 @@ def test_apply_edits_json_ops(tmp_path):
   with pytest.raises(EditError, match='needs keys'):
     edit.apply_edits(s, [{'op': 'add', 'mask': [[1]], 'class': 26}], **KW)
   with pytest.raises(EditError, match='"op" must be one of'):
-    edit.apply_edits(s, [{'op': 'paint'}], **KW)
+    edit.apply_edits(s, [{'op': 'explode'}], **KW)
 
 
 def run_cli(tmp_path, ops, *extra, module='hdgan_jax.edit'):
@@ -276,3 +276,108 @@ def test_cli_flag_names_match_main_and_errors_are_short(tmp_path, files):
   # read with a warning; JPEG has changed some ids here, which the encoding check then finds
   assert 'allow_lossy_maps' in r.stderr and 'must be lossless' not in r.stderr, r.stderr
   assert {p: (tmp_path / p).read_bytes() for p in files} == files
+
+
+# ------------------------------------------------------------- drawing tools (the editor's)
+
+def test_stroke_mask_is_the_set_of_pixels_near_the_polyline():
+  m = editor_shapes.stroke_mask((20, 30), [[5, 3], [5, 20], [15, 20]], 2)
+  yy, xx = np.mgrid[0:20, 0:30]
+  d1 = np.where((xx >= 3) & (xx <= 20), abs(yy - 5), np.inf)  # distance to each segment
+  d1 = np.minimum(d1, np.minimum(np.hypot(yy - 5, xx - 3), np.hypot(yy - 5, xx - 20)))
+  d2 = np.where((yy >= 5) & (yy <= 15), abs(xx - 20), np.inf)
+  d2 = np.minimum(d2, np.minimum(np.hypot(yy - 5, xx - 20), np.hypot(yy - 15, xx - 20)))
+  np.testing.assert_array_equal(m, np.minimum(d1, d2) <= 2)
+  dot = editor_shapes.stroke_mask((9, 9), [[4, 4]], 1.5)
+  assert dot.sum() == 9 and dot[4, 4] and not dot[4, 6]
+  assert editor_shapes.stroke_mask((5, 5), [[-10, -10], [-10, 30]], 2).sum() == 0  # off-image
+  with pytest.raises(ValueError, match='radius'):
+    editor_shapes.stroke_mask((5, 5), [[1, 1]], 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(states(), st.data(), st.sampled_from(CLASSES))
+def test_paint_changes_exactly_the_stroke(state, data, cls):
+  h, w = state.label.shape
+  pts = data.draw(st.lists(st.tuples(st.integers(-2, h + 1), st.integers(-2, w + 1)),
+                           min_size=1, max_size=4))
+  radius = data.draw(st.sampled_from([0.5, 1, 1.5, 3]))
+  mask = editor_shapes.stroke_mask((h, w), pts, radius)
+  before = frozen(state)
+  if not mask.any():
+    with pytest.raises(EditError, match='outside'):
+      edit.paint(state, pts, cls, radius, **KW)
+    return
+  out = edit.paint(state, [list(p) for p in pts], cls, radius, **KW)
+  unchanged(state, before)
+  assert_encoding(out)
+  assert (out.label[mask] == cls).all()
+  np.testing.assert_array_equal(out.label[~mask], state.label[~mask])
+  np.testing.assert_array_equal(out.inst[~mask], state.inst[~mask])
+  ids = np.unique(out.inst[mask])
+  assert len(ids) == 1
+  if cls in THING:   # one new instance of the painted class
+    assert ids[0] // 1000 == cls and ids[0] not in state.inst
+  else:              # stuff: id = class
+    assert ids[0] == cls
+
+
+def test_fill_takes_the_connected_region_of_one_label():
+  label = np.array([[7, 7, 8, 7], [7, 8, 8, 7], [8, 8, 7, 7], [26, 26, 7, 7]])
+  inst = np.where(label == 26, 26000, label)
+  s = edit.EditState.create(label, inst)
+  out = edit.fill(s, (0, 0), 23, **KW)          # the top-left road region only (4-connected)
+  region = np.zeros_like(label, bool)
+  region[0, :2] = region[1, 0] = True
+  np.testing.assert_array_equal(out.label, np.where(region, 23, label))
+  np.testing.assert_array_equal(out.inst, np.where(region, 23, inst))
+  out = edit.fill(s, (0, 3), 24, **KW)          # a thing: one new person instance
+  right = (label == 7) & ~region
+  assert (out.inst[right] == 24000).all() and (out.label[right] == 24).all()
+  assert_encoding(out)
+  with pytest.raises(EditError, match='already class 7'):
+    edit.fill(s, (0, 0), 7, **KW)
+  with pytest.raises(EditError, match='outside'):
+    edit.fill(s, (4, 0), 23, **KW)
+
+
+@pytest.mark.parametrize('shape,cls', [('car', 26), ('person', 24)])
+def test_stamp_pastes_a_silhouette_as_a_new_instance(shape, cls):
+  m = editor_shapes.silhouette(shape, 40)
+  assert m.shape == (40, round(40 * editor_shapes.ASPECT[shape]))
+  assert 0.35 < m.mean() < 0.95 and m[-1].any() and m[0].any()  # touches ground and top
+  label = np.full((64, 128), 7)
+  s = edit.EditState.create(label, label)
+  s = edit.add_object(s, np.ones((3, 3)), cls, (0, 0), **KW)   # an existing instance cls*1000
+  out = edit.stamp(s, shape, (30, 60), 40, style=1, **KW)
+  new_id = cls * 1000 + 1
+  placed = out.inst == new_id
+  y0, x0 = 30 - m.shape[0] // 2, 60 - m.shape[1] // 2
+  np.testing.assert_array_equal(placed[y0:y0 + m.shape[0], x0:x0 + m.shape[1]], m)
+  assert placed.sum() == m.sum() and out.styles == {new_id: 1}
+  assert (out.inst == cls * 1000).sum() == 9
+  truck = edit.stamp(s, 'car', (30, 60), 20, new_class=27, **KW)
+  assert 27000 in truck.inst and (truck.label[truck.inst == 27000] == 27).all()
+  with pytest.raises(EditError, match='unknown shape'):
+    edit.stamp(s, 'tree', (3, 3), 10, **KW)
+  with pytest.raises(EditError, match='size'):
+    edit.stamp(s, 'car', (3, 3), 2, **KW)
+
+
+def test_blank_scene_and_ops_in_apply_edits():
+  s = edit.blank_state(8, 12, (23, 7), 0.25)
+  assert (s.label[:2] == 23).all() and (s.label[2:] == 7).all()
+  np.testing.assert_array_equal(s.label, s.inst)
+  assert (edit.blank_state(4, 4, [21]).label == 21).all()
+  for classes, why in (((26,), 'has instances'), ((7, 8, 9), 'one class or two'),
+                       ((40,), 'does not exist')):
+    with pytest.raises(EditError, match=why):
+      edit.blank_state(4, 4, classes)
+  out = edit.apply_edits(s, [{'op': 'paint', 'points': [[5, 1], [5, 3]], 'class': 24,
+                              'radius': 1},
+                             {'op': 'stamp', 'shape': 'car', 'at': [5, 8], 'size': 4},
+                             {'op': 'fill', 'at': [0, 0], 'class': 21}], **KW)
+  assert 24000 in out.inst and 26000 in out.inst and (out.label[:2] == 21).all()
+  assert_encoding(out)
+  with pytest.raises(EditError, match=r"operation 0 \('paint'\): stroke"):
+    edit.apply_edits(s, [{'op': 'paint', 'points': [], 'class': 24, 'radius': 1}], **KW)

@@ -5,7 +5,9 @@ arrives, an answer or a close within the timeout), leave the session as it
 was, and leave the server answering good requests.
 """
 
+import base64
 import http.client
+import io
 import json
 import re
 import socket
@@ -15,7 +17,9 @@ import types
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from conftest import tiny_run_config
 from hdgan_jax import editor, editor_server
 
 TIMEOUT = 1.0
@@ -26,7 +30,7 @@ class FakeRenderer:
   """What Session needs of render.Renderer: label_nc, clusters and render()."""
 
   def __init__(self):
-    self.config = types.SimpleNamespace(model=types.SimpleNamespace(label_nc=35))
+    self.config = tiny_run_config()  # label_nc 35, sizes in multiples of 4, no resizing
     self.clusters = {26: np.zeros((3, 2), np.float32)}
     self.calls = 0
 
@@ -48,7 +52,8 @@ def fixture_srv(tmp_path):
   session = editor.Session(FakeRenderer(), label, inst, out_dir=str(tmp_path / 'out'))
   server = editor.serve(session, port=0, timeout=TIMEOUT)
   threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-  yield types.SimpleNamespace(session=session, port=server.server_address[1], tmp=tmp_path)
+  yield types.SimpleNamespace(session=session, port=server.server_address[1], tmp=tmp_path,
+                              handler=server.RequestHandlerClass)
   server.shutdown()
   server.server_close()
 
@@ -115,7 +120,9 @@ def assert_alive(srv):
 def test_good_requests_and_page_token(srv):
   status, page = request(srv, 'GET', '/')
   assert status == 200 and srv.session.token.encode() in page
-  assert b"'X-Editor-Token':TOKEN" in page and b'meta name="editor-token"' in page
+  assert b'meta name="editor-token"' in page and b'<script>' not in page  # no inline script
+  status, js = request(srv, 'GET', '/static/editor.js')
+  assert status == 200 and b"'X-Editor-Token': TOKEN" in js
   assert request(srv, 'GET', '/image.png?123')[1][:4] == b'\x89PNG'
   assert request(srv, 'GET', '/labels.png')[1][:4] == b'\x89PNG'
   status, info = request(srv, 'GET', '/pick?x=4&y=3')
@@ -186,12 +193,127 @@ def test_bad_edit_bodies_are_400_and_change_nothing(srv, body, why):
   assert_alive(srv)
 
 
-def test_arguments_to_save_are_refused(srv):
-  status, out = request(srv, 'POST', '/save', {'path': '../../evil.png'})
-  assert status == 400 and 'no arguments' in out['error']
-  assert not (srv.tmp / 'out').exists()
-  with pytest.raises(ValueError):
-    srv.session._out_path('../evil.png')  # pylint: disable=protected-access
+@pytest.mark.parametrize('body,why', [
+    ({'path': '../../evil.png'}, 'needs keys'), ({'name': '../evil'}, 'refusing to save'),
+    ({'name': '/tmp/evil'}, 'refusing to save'), ({'name': 'a/b'}, 'refusing to save'),
+    ({'name': '..'}, 'refusing to save'), ({'name': ''}, 'refusing to save'),
+    ({'name': 7}, 'must be a string')])
+def test_save_outside_the_output_folder_is_refused(srv, body, why):
+  status, out = request(srv, 'POST', '/save', body)
+  assert status == 400 and why in out['error'], out
+  assert not (srv.tmp / 'out').exists() and not (srv.tmp / 'evil').exists()
+
+
+def test_save_name_symlink_out_is_refused(srv):
+  (srv.tmp / 'out').mkdir()
+  (srv.tmp / 'out' / 'x_labelIds.png').symlink_to(srv.tmp / 'elsewhere.png')
+  status, out = request(srv, 'POST', '/save', {'name': 'x'})
+  assert status == 400 and 'outside' in out['error']
+  assert not (srv.tmp / 'elsewhere.png').exists()
+  status, out = request(srv, 'POST', '/save', {'name': 'scene-1.v2'})
+  assert status == 200 and (srv.tmp / 'out' / 'scene-1.v2_synthesized.png').exists()
+
+
+def png(arr, bits=8):
+  buf = io.BytesIO()
+  Image.fromarray(np.asarray(arr).astype(np.uint8 if bits == 8 else np.uint16)).save(buf, 'PNG')
+  return base64.b64encode(buf.getvalue()).decode()
+
+
+def test_new_scene_load_undo_redo(srv):
+  s = srv.session
+  status, out = request(srv, 'POST', '/new', {'classes': [23, 7], 'split': 0.25})
+  assert status == 200 and out['undo'] == 1 and out['redo'] == 0
+  assert (s.state.label[:2] == 23).all() and (s.state.label[2:] == 7).all()
+  np.testing.assert_array_equal(s.state.inst, s.state.label)
+  for body, why in (({'classes': [26]}, 'has instances'), ({'classes': [7], 'height': 7},
+                                                          'multiples'),
+                    ({'classes': [99]}, 'does not exist'), ({'classes': []}, '"classes"')):
+    status, out = request(srv, 'POST', '/new', body)
+    assert status == 400 and why in out['error'], (body, out)
+  label = np.full((8, 12), 8, np.int64)
+  label[1:4, 1:5] = 24
+  inst = np.where(label == 24, 24003, label)
+  status, out = request(srv, 'POST', '/load', {'labels': png(label), 'instances': png(inst, 16)})
+  assert status == 200 and out['undo'] == 2, out
+  np.testing.assert_array_equal(s.state.inst, inst)
+  bad_label = label.copy()
+  bad_label[0, 0] = 40
+  for body, why in (({'labels': png(bad_label), 'instances': png(inst, 16)}, 'label'),
+                    ({'labels': png(label), 'instances': png(inst + 1, 16)}, 'encoding'),
+                    ({'labels': 'not base64!', 'instances': png(inst, 16)}, 'base64'),
+                    ({'labels': base64.b64encode(b'GIF89a').decode(), 'instances': png(inst, 16)},
+                     'not an image'),
+                    ({'labels': png(label)}, 'needs keys')):
+    status, out = request(srv, 'POST', '/load', body)
+    assert status == 400 and why in out['error'], (why, out)
+  np.testing.assert_array_equal(s.state.inst, inst)
+  assert request(srv, 'POST', '/undo')[1]['redo'] == 1
+  assert (s.state.label[:2] == 23).all()
+  status, out = request(srv, 'POST', '/redo')
+  assert status == 200 and out['message'] == 'redone'
+  np.testing.assert_array_equal(s.state.inst, inst)
+  assert request(srv, 'POST', '/redo')[1]['message'] == 'nothing to redo'
+  request(srv, 'POST', '/undo')
+  request(srv, 'POST', '/edit', {'op': 'fill', 'at': [0, 0], 'class': 8})
+  assert s.future == []  # a new edit drops the redo branch
+
+
+def test_paint_fill_stamp_ops_over_http(srv):
+  s = srv.session
+  before = s.state.label.copy()
+  status, out = request(srv, 'POST', '/edit', {'op': 'paint', 'points': [[6, 1], [6, 3]],
+                                               'class': 24, 'radius': 1})
+  assert status == 200 and out['message'] == 'applied paint'
+  changed = s.state.label != before
+  assert changed.sum() > 0 and (s.state.label[changed] == 24).all()
+  assert changed[5:8, 0:5].sum() == changed.sum()
+  assert set(np.unique(s.state.inst[changed]).tolist()) == {24000}
+  for op, why in (({'op': 'paint', 'points': [], 'class': 24, 'radius': 1}, 'points'),
+                  ({'op': 'paint', 'points': [[1, 1]], 'class': 24, 'radius': 0}, 'radius'),
+                  ({'op': 'paint', 'points': [[1]], 'class': 24, 'radius': 2}, '[y, x]'),
+                  ({'op': 'stamp', 'shape': 'tree', 'at': [1, 1], 'size': 9}, 'shape'),
+                  ({'op': 'stamp', 'shape': 'car', 'at': [1, 1], 'size': 2}, 'size')):
+    status, out = request(srv, 'POST', '/edit', op)
+    assert status == 400 and why in out['error'], (op, out)
+  assert request(srv, 'POST', '/edit', {'op': 'stamp', 'shape': 'car', 'at': [4, 6],
+                                        'size': 6})[1]['message'] == 'applied stamp'
+  assert 26001 in s.state.inst
+  assert request(srv, 'POST', '/edit', {'op': 'fill', 'at': [0, 0],
+                                        'class': 23})[1]['message'] == 'applied fill'
+  assert s.state.label[0, 0] == 23 and s.state.inst[0, 0] == 23
+
+
+def test_thumbnails_without_features_say_so(srv):
+  srv.session.renderer.clusters = None
+  status, out = request(srv, 'GET', f'/thumbs?instance={CAR}')
+  assert status == 200 and out['thumbnails'] == [] and 'no instance features' in out['message']
+  assert 'no instance features' in request(srv, 'GET', '/state')[1]['no_features']
+  assert request(srv, 'GET', '/thumbs?instance=26005')[0] == 400
+  assert request(srv, 'GET', '/thumbs?instance=x')[0] == 400
+
+
+def test_framing_and_colab_proxy_mode(srv):
+  r = raw_request(srv, f'GET / HTTP/1.0\r\nHost: 127.0.0.1:{srv.port}\r\n\r\n'.encode())
+  head = r.split(b'\r\n\r\n')[0].decode()
+  assert 'X-Frame-Options: DENY' in head and "frame-ancestors 'none'" in head
+  assert "default-src 'self'" in head
+  proxied = {'Host': 'abc-8000-colab.googleusercontent.com',
+             'Origin': 'https://abc-8000-colab.googleusercontent.com'}
+  assert request(srv, 'POST', '/undo', headers=proxied)[0] == 403  # not in proxy mode
+  server = types.SimpleNamespace(RequestHandlerClass=type(
+      'H', (editor_server.Handler,), {}))
+  editor_server.Server.allow_colab_proxy(server)  # the method on a stand-in: nothing shared
+  assert server.RequestHandlerClass.colab_proxy and 'colab' in \
+      server.RequestHandlerClass.frame_ancestors
+  srv.handler.colab_proxy = True
+  try:
+    assert request(srv, 'POST', '/undo', headers=proxied)[0] == 200
+    assert request(srv, 'POST', '/undo', headers={**proxied, 'Origin': 'https://evil.example'}
+                   )[0] == 403
+    assert request(srv, 'POST', '/undo', headers=proxied, token=False)[0] == 403
+  finally:
+    srv.handler.colab_proxy = False
 
 
 def post_head(srv, length, extra=''):
