@@ -179,7 +179,8 @@ class Session:
     """The object rendered with each cluster of its class, cropped to its box (PNG data URLs).
 
     Rendered on a window of the scene around the object (``THUMB_MARGIN``
-    pixels of context, a size the generator accepts), all clusters in one batch.
+    pixels of context, a size the generator accepts), so a thumbnail costs a
+    fraction of a full render on large scenes.
     """
     with self.lock:
       state, seed, version = self.state, self.seed, self.version
@@ -218,9 +219,10 @@ class Session:
     lab, ins = state.label[y0:y1, x0:x1], state.inst[y0:y1, x0:x1]
     present = set(np.unique(ins).tolist())
     styles = {i: v for i, v in state.styles.items() if i in present}
-    x = np.concatenate([self.renderer.encode(lab[None], ins[None], choices={**styles, inst_id: c},
-                                             rng=seed) for c in range(k)])
-    images = reporting.to_uint8(self.renderer.forward(x))
+    # One image at a time: a window as large as the scene reuses the compiled full-size
+    # generator, and a batch of K would compile another shape.
+    images = np.concatenate([reporting.to_uint8(self.renderer.forward(self.renderer.encode(
+        lab[None], ins[None], choices={**styles, inst_id: c}, rng=seed))) for c in range(k)])
     pad = 4
     crops = images[:, max(box[0] - pad, y0) - y0:min(box[1] + pad, y1) - y0,
                    max(box[2] - pad, x0) - x0:min(box[3] + pad, x1) - x0]

@@ -110,13 +110,15 @@ async function select(x, y) {
   }
 }
 
+let thumbsAsked = 0;  // answers to older thumbnail requests are dropped
 async function thumbnails(i) {
-  const box = $('thumbs');
+  const box = $('thumbs'), asked = ++thumbsAsked;
   box.replaceChildren();
   if (!st.features) { $('stylemsg').textContent = st.no_features; return; }
   if (!i.clusters) { $('stylemsg').textContent = `class ${i.class} has no styles`; return; }
   $('stylemsg').textContent = 'styles: rendering...';
   const t = await answer(await fetch(`thumbs?instance=${i.instance}`));
+  if (asked !== thumbsAsked) { return; }
   $('stylemsg').textContent = 'styles (click one):';
   t.thumbnails.forEach((url, k) => {
     const im = document.createElement('img');
