@@ -1,4 +1,4 @@
-r"""Interactive editor: paint, fill, stamp, select, remove, relabel and restyle objects, see the photo.
+r"""Interactive editor: paint, fill, stamp, remove, relabel and restyle objects, see the photo.
 
 The paper's semantic-manipulation interface (Sec. 3.4, Fig. 1), which the
 original never released, as a small local web app over a trained run: a page
@@ -46,7 +46,7 @@ __all__ = ['Session', 'serve', 'launch', 'Handle', 'SAVE_NAMES', 'MAX_HISTORY', 
 
 @dataclasses.dataclass
 class Handle:
-  """A running editor started by :func:`launch`: ``url``, ``port``, ``session``; ``show``, ``stop``."""
+  """A running editor (from :func:`launch`): ``url``, ``port``, ``session``, ``show``, ``stop``."""
   session: Session
   server: Server
   thread: threading.Thread
@@ -73,8 +73,11 @@ class Handle:
       self.server.allow_colab_proxy()
       colab_output.serve_kernel_port_as_iframe(self.port, height=height)
       return None
-    # optional: IPython is only needed inside a notebook; the editor runs without it
-    from IPython.display import IFrame, display  # pylint: disable=import-outside-toplevel
+    try:  # optional: IPython is only needed inside a notebook; the editor runs without it
+      from IPython.display import IFrame, display  # pylint: disable=import-outside-toplevel
+    except ImportError:
+      raise RuntimeError(f'show() displays the editor in a notebook and needs IPython; '
+                         f'outside one, open {self.url} in a browser') from None
     frame = IFrame(self.url, width='100%', height=height)
     display(frame)
     return frame

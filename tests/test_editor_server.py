@@ -11,6 +11,7 @@ import io
 import json
 import re
 import socket
+import sys
 import threading
 import time
 import types
@@ -430,3 +431,41 @@ def test_concurrent_edits_are_serialized(srv):
   for _ in range(24):
     request(srv, 'POST', '/undo')
   assert srv.session.state.styles == {} and srv.session.history == []
+
+
+def test_launch_handle_show_and_stop(tmp_path, monkeypatch):
+  """launch(): a background server; show() frames it in Jupyter, or goes through Colab's proxy."""
+  label = np.full((8, 12), 7, np.int64)
+  h = editor.launch(FakeRenderer(), label, label.copy(), out_dir=str(tmp_path / 'o'))
+  try:
+    assert h.url == f'http://127.0.0.1:{h.port}/' and h.port > 0
+    assert h.session.image.shape == (8, 12, 3)
+    srv = types.SimpleNamespace(port=h.port, session=h.session)
+    r = raw_request(srv, f'GET / HTTP/1.0\r\nHost: 127.0.0.1:{h.port}\r\n\r\n'.encode())
+    head = r.split(b'\r\n\r\n')[0].decode()
+    assert 'frame-ancestors ' in head and 'http://localhost:*' in head  # notebooks may frame it
+    assert 'X-Frame-Options' not in head
+    shown = []
+    ipython = types.ModuleType('IPython')
+    ipython.display = types.ModuleType('IPython.display')
+    ipython.display.IFrame = lambda url, width, height: ('iframe', url, height)
+    ipython.display.display = shown.append
+    monkeypatch.setitem(sys.modules, 'IPython', ipython)
+    monkeypatch.setitem(sys.modules, 'IPython.display', ipython.display)
+    monkeypatch.setitem(sys.modules, 'google.colab', None)  # not in Colab
+    h.show(height=500)
+    assert shown == [('iframe', h.url, 500)] and not h.server.RequestHandlerClass.colab_proxy
+    colab = types.ModuleType('google.colab')
+    colab.output = types.SimpleNamespace(
+        serve_kernel_port_as_iframe=lambda port, height: shown.append(('colab', port, height)))
+    monkeypatch.setitem(sys.modules, 'google.colab', colab)
+    h.show()
+    assert shown[-1] == ('colab', h.port, 820) and h.server.RequestHandlerClass.colab_proxy
+    proxied = 'x-1-colab.googleusercontent.com'
+    status, _ = request(srv, 'POST', '/undo', headers={'Host': proxied,
+                                                       'Origin': f'https://{proxied}'})
+    assert status == 200
+  finally:
+    h.stop()
+  with pytest.raises(OSError):
+    socket.create_connection(('127.0.0.1', h.port), timeout=1)
