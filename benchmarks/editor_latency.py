@@ -44,11 +44,15 @@ def experiment_config(name):
 
 
 def random_run(config) -> run_lib.Run:
-  """A Run with random G weights (initialised on a small input: G is fully convolutional)."""
+  """A Run with random G weights: N(0, 0.02) kernels, zero biases, shapes from jax.eval_shape."""
   m = config.model
   unit = models.required_multiple(m)
-  x = np.zeros((1, unit * 2, unit * 2, models.generator_input_nc(m)), np.float32)
-  params = models.make_generator(m).init(jax.random.PRNGKey(0), x)['params']
+  x = np.zeros((1, unit, unit, models.generator_input_nc(m)), np.float32)
+  shapes = jax.eval_shape(models.make_generator(m).init, jax.random.PRNGKey(0), x)['params']
+  rng = np.random.default_rng(0)
+  params = jax.tree_util.tree_map_with_path(
+      lambda path, s: (rng.normal(0, 0.02, s.shape) if path[-1].key == 'kernel'
+                       else np.zeros(s.shape)).astype(s.dtype), shapes)
   return run_lib.Run(config, {'G': params}, origin='random weights')
 
 

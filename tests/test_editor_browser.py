@@ -74,6 +74,18 @@ def browser():
   driver.quit()
 
 
+def random_params(model_cfg, rng):
+  """G parameters of the right shapes, N(0, 0.02) kernels (the original's init), zero biases.
+
+  Drawn with numpy from ``jax.eval_shape``: running G.init would take longer than the test.
+  """
+  x = np.zeros((1, 16, 16, models.generator_input_nc(model_cfg)), np.float32)
+  shapes = jax.eval_shape(models.make_generator(model_cfg).init, jax.random.PRNGKey(0), x)
+  return jax.tree_util.tree_map_with_path(
+      lambda path, s: (rng.normal(0, 0.02, s.shape) if path[-1].key == 'kernel'
+                       else np.zeros(s.shape)).astype(s.dtype), shapes['params'])
+
+
 def scene():
   label = np.full((H, W), cityscapes.ID_OF['road'])
   label[:24] = cityscapes.ID_OF['sky']
@@ -88,9 +100,8 @@ def handle(tmp_path_factory):
   """The editor launched on a random-weight feature model, with every edit recorded."""
   c = tiny_run_config()
   c.model.update(dict(use_features=True, feat_num=3))
-  x = np.zeros((1, 16, 16, models.generator_input_nc(c.model)), np.float32)
-  params = models.make_generator(c.model).init(jax.random.PRNGKey(0), x)['params']
   rng = np.random.default_rng(0)
+  params = random_params(c.model, rng)
   clusters = {k // 1000: features.ClassClusters(rng.normal(0, 2, (3, 3)).astype(np.float32),
                                                 np.ones(3, np.int64)) for k in (CAR, PERSON)}
   run = run_lib.Run(c, {'G': params}, origin='random weights', clusters=clusters)
