@@ -117,8 +117,8 @@ def launch(run_or_renderer, labels, instances, *, out_dir: str, port: int = 0,
 
 
 # Pages that may show the editor in a frame when it is launched from a notebook.
-NOTEBOOK_FRAMERS = ("'self' http://localhost:* http://127.0.0.1:* http://[::1]:* "
-                    'https://localhost:* https://127.0.0.1:* vscode-webview:')
+NOTEBOOK_FRAMERS = ("'self' http://localhost:* http://127.0.0.1:* https://localhost:* "
+                    'https://127.0.0.1:* vscode-webview:')  # CSP has no syntax for [::1]
 
 
 def main(argv):

@@ -149,7 +149,11 @@ class Session:
       for path, data in zip(paths, (label_png, inst_png)):
         with open(path, 'wb') as f:
           f.write(data)
-      batch = pipeline.load_pair(*paths, self.renderer.config)
+      try:
+        batch = pipeline.load_pair(*paths, self.renderer.config)
+      except ValueError as e:  # DataError naming the temporary files: name the uploads instead
+        raise edit.EditError(str(e).replace(paths[0], 'uploaded labels').replace(
+            paths[1], 'uploaded instances')) from None
     label, inst = np.asarray(batch['label'][0]), np.asarray(batch['inst'][0])
     label, inst = (a[..., 0] if a.ndim == 3 else a for a in (label, inst))
     if label.min() < 0 or label.max() >= self.label_nc:

@@ -245,7 +245,8 @@ def test_new_scene_load_undo_redo(srv):
                     ({'labels': 'not base64!', 'instances': png(inst, 16)}, 'base64'),
                     ({'labels': base64.b64encode(b'GIF89a').decode(), 'instances': png(inst, 16)},
                      'not an image'),
-                    ({'labels': png(label), 'instances': png(inst[:, :8], 16)}, 'size'),
+                    ({'labels': png(label), 'instances': png(inst[:, :8], 16)},
+                     'uploaded labels / uploaded instances: maps differ in size'),
                     ({'labels': png(label)}, 'needs keys')):
     status, out = request(srv, 'POST', '/load', body)
     assert status == 400 and why in out['error'], (why, out)
