@@ -7,11 +7,9 @@ Everything is NHWC. Each layer reproduces one PyTorch primitive bit for bit
   stride-2 conv as (0, 1) where PyTorch pads (1, 1).
 * :class:`ConvTranspose` is ``nn.ConvTranspose2d(k, s=2, padding=p,
   output_padding=op)``: the stored kernel keeps PyTorch's orientation
-  (kH, kW, in, out); it runs as one stride-1 conv producing the s*s output
-  phases, then depth-to-space (:func:`conv_transpose2d`).
-* Strided convs run as stride-1 convs of the space-to-depth input
-  (:func:`conv2d`): the same numbers, but no dilated conv reaches XLA, whose
-  CPU backend runs those (the gradients of strided convs) very slowly.
+  (kH, kW, in, out).
+* How both run is decided per backend in :mod:`hdgan_jax.models.lowering`:
+  plain XLA convs on GPU/TPU, matmul rewrites on CPU (forward and gradients).
 * :func:`instance_norm` is ``nn.InstanceNorm2d(affine=False)``: biased variance,
   eps 1e-5, no running statistics.
 * :func:`avg_pool_3x3_s2` is ``nn.AvgPool2d(3, 2, 1, count_include_pad=False)``.
@@ -25,6 +23,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from hdgan_jax.models import lowering
 
 Dtype = Any
 
@@ -45,98 +45,9 @@ def torch_bias_init(fan_in: int):
   return init
 
 
-def _conv_valid(x, w):
-  return jax.lax.conv_general_dilated(x, w, (1, 1), 'VALID',
-                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-
-
-def _pad_or_crop(x, axis: int, lo: int, hi: int):
-  """Zero-pads (or, for a negative ``hi``, crops) one spatial axis."""
-  if hi < 0:
-    x = jax.lax.slice_in_dim(x, 0, x.shape[axis] + hi, axis=axis)
-    hi = 0
-  widths = [(0, 0)] * x.ndim
-  widths[axis] = (lo, hi)
-  return jnp.pad(x, widths)
-
-
-def conv2d(x, kernel, stride: int = 1, padding: int = 0):
-  """``F.conv2d`` (symmetric zero padding) with every XLA conv stride 1 and undilated.
-
-  A stride-s conv is rewritten exactly as a stride-1 conv of the space-to-depth
-  input (s*s*C channels) with a ceil(k/s)-tap kernel. XLA's CPU backend runs
-  the weight gradients of strided convs (dilated convs) up to ~30x slower than
-  plain ones (the discriminator's 4x4 stride-2 convs: 6.8 s -> 0.24 s at
-  256x512); after the rewrite forward and backward are plain convs.
-  """
-  k = kernel.shape[0]
-  if stride == 1:  # explicit padding: XLA:CPU's weight gradient of a padded conv is slow
-    return _conv_valid(jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0))), kernel)
-  if k % stride:
-    # Kernels the stride does not divide (G's 3x3 stride 2) would need zero taps in
-    # the rewritten kernel; on XLA:CPU that variant's weight gradients drifted up to
-    # 1% from PyTorch's inside the fused train step, so they stay plain strided convs.
-    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), ((padding, padding),) * 2,
-                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-  s = stride
-  kq = -(-k // s)
-  n, h, w, c = x.shape
-  out_h, out_w = (h + 2 * padding - k) // s + 1, (w + 2 * padding - k) // s + 1
-  ph, pw = s * (out_h + kq - 1), s * (out_w + kq - 1)
-  x = _pad_or_crop(x, 1, padding, ph - h - padding)
-  x = _pad_or_crop(x, 2, padding, pw - w - padding)
-  x = x.reshape(n, ph // s, s, pw // s, s, c).transpose(0, 1, 3, 2, 4, 5)
-  x = x.reshape(n, ph // s, pw // s, s * s * c)
-  kern = jnp.pad(kernel, ((0, kq * s - k), (0, kq * s - k), (0, 0), (0, 0)))
-  kern = kern.reshape(kq, s, kq, s, c, -1).transpose(0, 2, 1, 3, 4, 5).reshape(kq, kq, s * s * c, -1)
-  return _conv_valid(x, kern)
-
-
-def _phase_taps(k: int, s: int, lo: int):
-  """For output phase r: {input offset d: kernel tap t} of a transposed conv."""
-  taps = [{} for _ in range(s)]
-  for r in range(s):
-    for t in range(k):
-      if (r + t - lo) % s == 0:
-        taps[r][(r + t - lo) // s] = t
-  return taps
-
-
-def conv_transpose2d(x, kernel, stride: int, padding: int, output_padding: int):
-  """``F.conv_transpose2d`` as one stride-1 conv over s*s output phases + depth-to-space.
-
-  ``kernel`` is (kH, kW, in, out) in PyTorch's orientation (not flipped). Exact
-  for any k, stride, padding and output_padding; no input dilation reaches XLA.
-  """
-  k, s = kernel.shape[0], stride
-  lo = k - 1 - padding
-  n, h, w, c = x.shape
-  out_h, out_w = (h - 1) * s - 2 * padding + k + output_padding, (w - 1) * s - 2 * padding + k + output_padding
-  taps = _phase_taps(k, s, lo)
-  ds = [d for phase in taps for d in phase]
-  dmin, dmax = min(ds), max(ds)
-  kd = dmax - dmin + 1
-  flipped = kernel[::-1, ::-1]
-  zero = jnp.zeros_like(flipped[0, 0])
-  rows = []
-  for a in range(kd):
-    cols = []
-    for b in range(kd):
-      phases = [flipped[taps[r][a + dmin], taps[q][b + dmin]]
-                if (a + dmin) in taps[r] and (b + dmin) in taps[q] else zero
-                for r in range(s) for q in range(s)]
-      cols.append(jnp.concatenate(phases, axis=-1))
-    rows.append(jnp.stack(cols))
-  kern = jnp.stack(rows)  # (kd, kd, in, s*s*out), phases (r, q) major
-  qh, qw = -(-out_h // s), -(-out_w // s)
-  x = _pad_or_crop(x, 1, max(-dmin, 0), qh - 1 + dmax - (h - 1))
-  x = _pad_or_crop(x, 2, max(-dmin, 0), qw - 1 + dmax - (w - 1))
-  if dmin > 0:
-    x = x[:, dmin:, dmin:]
-  y = _conv_valid(x, kern)[:, :qh, :qw]
-  o = kernel.shape[-1]
-  y = y.reshape(n, qh, qw, s, s, o).transpose(0, 1, 3, 2, 4, 5).reshape(n, qh * s, qw * s, o)
-  return y[:, :out_h, :out_w]
+# PyTorch's F.conv2d / F.conv_transpose2d, lowered per backend (see lowering.py).
+conv2d = lowering.conv2d
+conv_transpose2d = lowering.conv_transpose2d
 
 
 def reflect_pad(x: jax.Array, p: int) -> jax.Array:

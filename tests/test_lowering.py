@@ -1,0 +1,83 @@
+"""The CPU matmul lowerings equal plain XLA convs, forward and under jax.grad."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hdgan_jax.models import conv_matmul, layers, lowering
+
+
+def _check(fn, x, w, *args, rtol=2e-5):
+  def loss(x, w):
+    y = fn(x, w, *args)
+    return jnp.sum(y * jnp.cos(jnp.arange(y.size, dtype=y.dtype).reshape(y.shape)))
+  res = {}
+  for kind in ('xla', 'matmul'):
+    with lowering.using(kind):
+      y = jax.jit(lambda x, w: fn(x, w, *args))(x, w)
+      g = jax.jit(jax.grad(loss, argnums=(0, 1)))(x, w)
+    res[kind] = (y,) + tuple(g)
+  for name, a, b in zip(('y', 'dx', 'dw'), res['xla'], res['matmul']):
+    assert a.shape == b.shape, name
+    scale = float(jnp.max(jnp.abs(a))) or 1.0
+    err = float(jnp.max(jnp.abs(a - b))) / scale
+    assert err <= rtol, f'{name}: relative error {err:.2e}'
+
+
+def _data(seed, x_shape, w_shape):
+  r = np.random.default_rng(seed)
+  return (jnp.asarray(r.standard_normal(x_shape), jnp.float32),
+          jnp.asarray(r.standard_normal(w_shape) * 0.1, jnp.float32))
+
+
+@pytest.mark.parametrize('h,w,k,s,p,cin,cout', [
+    (9, 13, 3, 1, 1, 5, 7),     # im2col
+    (12, 16, 7, 1, 3, 6, 3),    # outtaps (few outputs): G's last conv
+    (10, 7, 4, 1, 2, 8, 1),     # outtaps, even kernel: D's last conv
+    (9, 12, 3, 2, 1, 4, 6),     # strided 3x3 (G's downsampling)
+    (12, 9, 4, 2, 2, 3, 5),     # strided 4x4 (D's layers)
+    (7, 7, 1, 1, 0, 4, 4),      # 1x1
+])
+def test_conv2d_lowerings_agree(h, w, k, s, p, cin, cout):
+  x, kern = _data(h * w + k, (2, h, w, cin), (k, k, cin, cout))
+  _check(layers.conv2d, x, kern, s, p)
+
+
+@pytest.mark.parametrize('h,w', [(8, 12), (7, 9)])  # even and odd output sizes
+def test_winograd_agrees(monkeypatch, h, w):
+  monkeypatch.setattr(conv_matmul, 'WINOGRAD_MIN_CHANNELS', 4)
+  monkeypatch.setattr(conv_matmul, 'WINOGRAD_MIN_TILES', 1)
+  assert conv_matmul.pick_s1((2, h + 2, w + 2, 8), (3, 3, 8, 20), jnp.float32) == 'winograd'
+  x, kern = _data(h, (2, h, w, 8), (3, 3, 8, 20))
+  _check(layers.conv2d, x, kern, 1, 1)
+
+
+def test_banded_matmuls_agree(monkeypatch):
+  """Patch matrices larger than PATCH_BYTES are built band by band."""
+  monkeypatch.setattr(conv_matmul, "PATCH_BYTES", 24 << 10)
+  for k, s, p, cout in ((3, 1, 1, 20), (7, 1, 3, 2), (3, 2, 1, 20)):
+    x, kern = _data(k + s, (1, 15, 11, 3), (k, k, 3, cout))
+    _check(layers.conv2d, x, kern, s, p)
+  x, kern = _data(5, (1, 6, 5, 4), (3, 3, 4, 3))
+  _check(layers.conv_transpose2d, x, kern, 2, 1, 1)
+
+
+@pytest.mark.parametrize('h,w,k,s,p,op', [(4, 6, 3, 2, 1, 1), (5, 3, 3, 2, 1, 1), (4, 4, 4, 2, 1, 0),
+                                          (3, 5, 5, 3, 2, 1), (1, 1, 3, 2, 1, 1), (4, 6, 3, 2, 0, 0)])
+def test_conv_transpose_lowerings_agree(h, w, k, s, p, op):
+  x, kern = _data(h * 10 + k, (2, h, w, 3), (k, k, 3, 4))
+  _check(layers.conv_transpose2d, x, kern, s, p, op)
+
+
+def test_switch_resolves_per_backend(monkeypatch):
+  monkeypatch.delenv(lowering.ENV, raising=False)
+  cpu = jax.default_backend() == 'cpu'
+  assert lowering.resolve(flops=1e12) == ('matmul' if cpu else 'xla')
+  assert lowering.resolve(flops=1e3) == 'xla'   # tiny convs keep XLA's conv under 'auto'
+  monkeypatch.setenv(lowering.ENV, 'xla')
+  assert lowering.resolve() == 'xla'
+  with lowering.using('matmul'):
+    assert lowering.resolve(flops=1e3) == 'matmul'
+  with pytest.raises(ValueError, match='not known'):
+    lowering.resolve('cudnn')
