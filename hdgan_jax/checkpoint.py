@@ -5,6 +5,12 @@ resumed run sees the batches an uninterrupted one would) and the config it was
 made with. Saves are asynchronous; the last ``keep`` are kept. Resuming into a
 workdir whose checkpoint has another architecture is refused with the list of
 differing fields, before anything is overwritten.
+
+Multi-host: every process calls :func:`save` and :func:`restore_newest`
+(orbax's saves are collective; process 0 writes the metadata and finalises
+each step, each process writes the shards it owns). The data position saved
+is process 0's: every process takes the same number of per-process batches,
+so the position (grain's next index) is the same on all of them.
 """
 
 import json
@@ -12,7 +18,9 @@ import os
 import time
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
+import jax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from hdgan_jax import architecture
 
@@ -167,13 +175,17 @@ def restore_newest(mngr: ocp.CheckpointManager, target_state, config, workdir: s
 
 
 def _move_aside(mngr: ocp.CheckpointManager, workdir: str, steps: List[int]) -> None:
-  dest = os.path.join(workdir, 'checkpoints_unreadable')
-  os.makedirs(dest, exist_ok=True)
-  stamp = time.strftime('%Y%m%d-%H%M%S')
-  for step in steps:
-    src = os.path.join(str(mngr.directory), str(step))
-    if os.path.exists(src):
-      os.replace(src, os.path.join(dest, f'{step}-{stamp}'))
+  """Moves ``steps`` out of the way (process 0 moves; every process then rereads the folder)."""
+  if jax.process_index() == 0:
+    dest = os.path.join(workdir, 'checkpoints_unreadable')
+    os.makedirs(dest, exist_ok=True)
+    stamp = time.strftime('%Y%m%d-%H%M%S')
+    for step in steps:
+      src = os.path.join(str(mngr.directory), str(step))
+      if os.path.exists(src):
+        os.replace(src, os.path.join(dest, f'{step}-{stamp}'))
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('hdgan_jax: unreadable checkpoints moved aside')
   mngr.reload()
 
 

@@ -27,7 +27,7 @@ LOG_NAME = 'hdgan_jax.log'
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
                PermissionError, KeyError)
 
-_state = {'log_path': None, 'verbose': False}
+_state = {'log_path': None, 'verbose': False, 'process': None}
 
 
 def quiet_native_logs() -> None:
@@ -36,12 +36,22 @@ def quiet_native_logs() -> None:
   os.environ.setdefault('GRPC_VERBOSITY', 'ERROR')
 
 
-def setup(log_dir: Optional[str], *, verbose: bool = False) -> Optional[str]:
+def log_name(process_index: Optional[int] = None) -> str:
+  """``hdgan_jax.log``; ``hdgan_jax.process<I>.log`` for process I > 0 of a multi-host run."""
+  return LOG_NAME if not process_index else f'hdgan_jax.process{process_index}.log'
+
+
+def setup(log_dir: Optional[str], *, verbose: bool = False,
+          process_index: Optional[int] = None) -> Optional[str]:
   """Sends library logging to ``log_dir/hdgan_jax.log`` (terminal if ``verbose``).
 
+  In a multi-host run (``process_index`` given) process 0 keeps that file
+  and the terminal; process I > 0 logs to ``hdgan_jax.process<I>.log``, its
+  :func:`say` lines go to that file only, and its errors name the process.
   Returns the log file's path (None when logging stays on the terminal).
   """
   _state['verbose'] = verbose
+  _state['process'] = process_index
   root = logging.getLogger()
   root.setLevel(logging.INFO)
   absl_logging.set_verbosity(absl_logging.INFO)
@@ -49,13 +59,15 @@ def setup(log_dir: Optional[str], *, verbose: bool = False) -> Optional[str]:
   if verbose or not log_dir:
     return None
   os.makedirs(log_dir, exist_ok=True)
-  path = os.path.join(log_dir, LOG_NAME)
+  path = os.path.join(log_dir, log_name(process_index))
   handler = logging.FileHandler(path, encoding='utf-8')
   handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s'))
   for h in list(root.handlers):
     root.removeHandler(h)
   root.addHandler(handler)
   _native_stderr_to(path)
+  if process_index is not None:  # gloo prints its connection lines on stdout
+    _native_stdout_to(path)
   _state['log_path'] = path
   return path
 
@@ -79,14 +91,28 @@ def _native_stderr_to(path: str) -> None:
     pass
 
 
+def _native_stdout_to(path: str) -> None:
+  """C++ libraries' stdout into ``path`` too; ``sys.stdout`` keeps the terminal (see above)."""
+  try:
+    sys.stdout.flush()
+    terminal = os.dup(1)
+    log_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(log_fd, 1)
+    os.close(log_fd)
+    sys.stdout = os.fdopen(terminal, 'w', buffering=1, encoding='utf-8', errors='replace')
+  except (OSError, ValueError, AttributeError):
+    pass
+
+
 def log_path() -> Optional[str]:
   return _state['log_path']
 
 
 def say(message: str) -> None:
-  """A line for people on the terminal (and in the log)."""
-  print(message, flush=True)
-  if _state['log_path']:
+  """A line for people on the terminal (and in the log); only the log on processes > 0."""
+  if not _state['process']:
+    print(message, flush=True)
+  if _state['log_path'] or _state['process']:
     logging.info('%s', message)
 
 
@@ -105,17 +131,23 @@ def run_cli(fn: Callable[[], None]) -> None:
   except SystemExit:
     raise
   except Exception as e:  # pylint: disable=broad-except
-    if _state['log_path']:
-      logging.error('%s', traceback.format_exc())
-    if _state['verbose']:
-      traceback.print_exc()
-    where = f' (details: {_state["log_path"]})' if _state['log_path'] else ''
-    if isinstance(e, USER_ERRORS) or getattr(e, 'user_facing', False):
-      msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-      sys.exit(f'error: {msg}{where}')
-    first = (str(e).strip().splitlines() or [''])[0][:500]
-    hint = '' if _state['verbose'] else '; rerun with --verbose for the traceback'
-    sys.exit(f'error: unexpected {type(e).__name__}: {first}{where}{hint}')
+    sys.exit(error_line(e))
+
+
+def error_line(e: Exception) -> str:
+  """The ``error: ...`` line for ``e`` (see :func:`run_cli`); logs the traceback."""
+  if _state['log_path']:
+    logging.error('%s', ''.join(traceback.format_exception(e)))
+  if _state['verbose']:
+    traceback.print_exception(e)
+  where = f' (details: {_state["log_path"]})' if _state['log_path'] else ''
+  who = f'process {_state["process"]}: ' if _state['process'] is not None else ''
+  if isinstance(e, USER_ERRORS) or getattr(e, 'user_facing', False):
+    msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    return f'error: {who}{msg}{where}'
+  first = (str(e).strip().splitlines() or [''])[0][:500]
+  hint = '' if _state['verbose'] else '; rerun with --verbose for the traceback'
+  return f'error: {who}unexpected {type(e).__name__}: {first}{where}{hint}'
 
 
 def parse_flags(argv):

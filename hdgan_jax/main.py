@@ -7,6 +7,10 @@ r"""hdgan_jax entry point: train, generate, or encode instance features.
       --checkpoint=latest_net_G.pth --labels=test_label/ --instances=test_inst/ --out=results/
   python -m hdgan_jax.main --config=experiments/demo.py --workdir=runs/demo --mode=encode_features
 
+Multi-host training: the same command on every host with
+``--coordinator_address=HOST:PORT --num_processes=N --process_id=I``, or
+``--distributed`` on a TPU pod or SLURM (see :mod:`hdgan_jax.distributed`).
+
 A trained model comes from ``--workdir`` (one of our runs) or ``--checkpoint``
 (NVIDIA's ``latest_net_G.pth``, an ``.npz``, or an original checkpoint
 folder); see :mod:`hdgan_jax.run`. Any config field can be overridden:
@@ -23,7 +27,7 @@ import tempfile
 from absl import app, flags
 from ml_collections import config_flags
 
-from hdgan_jax import console
+from hdgan_jax import console, distributed
 
 config_flags.DEFINE_config_file('config', None, 'Experiment config file (experiments/*.py).',
                                 lock_config=True)
@@ -53,6 +57,7 @@ flags.DEFINE_integer('diversity_samples', 4, 'evaluate: styles per map for LPIPS
                      '(feature models).')
 flags.DEFINE_bool('verbose', False, 'Library logs and tracebacks on the terminal, not only in '
                   'the log file.')
+flags.adopt_module_key_flags(distributed)  # the multi-host flags show in --help
 FLAGS = flags.FLAGS
 
 
@@ -149,14 +154,58 @@ def _evaluate(config) -> None:
   print(json.dumps({k.split('/')[-1]: v for k, v in res.items()}), flush=True)
 
 
+def _distributed_spec():
+  """The multi-host settings (None: one process); bad combinations are usage errors."""
+  try:
+    spec = distributed.spec_from_flags(FLAGS)
+  except distributed.DistributedSetupError as e:
+    raise app.UsageError(str(e)) from None
+  if spec is not None and FLAGS.mode != 'train':
+    raise app.UsageError(f'--mode={FLAGS.mode} runs in one process; --coordinator_address and '
+                         '--distributed are for --mode=train')
+  return spec
+
+
+def _multi_host(spec, job) -> None:
+  """Joins the other processes, then runs ``job``; a failure ends this process at once.
+
+  The log file is set up before joining when the process id is known (so
+  the coordinator's messages land in it), after joining when it is detected.
+  A failed process exits without JAX's shutdown barrier (it would wait for a
+  dead peer); a lost peer is reported as such, with how to resume.
+  """
+  if spec.process_id is not None:
+    console.setup(FLAGS.workdir, verbose=FLAGS.verbose, process_index=spec.process_id)
+
+  def start_and_run():
+    try:
+      index, _ = distributed.initialize(spec)
+      if spec.process_id is None:
+        console.setup(FLAGS.workdir, verbose=FLAGS.verbose, process_index=index)
+      job()
+    except Exception as e:  # pylint: disable=broad-except  # only peer failures are renamed
+      if distributed.is_peer_failure(e):
+        raise distributed.peer_lost(e, FLAGS.workdir) from e
+      raise
+
+  try:
+    console.run_cli(start_and_run)
+  except SystemExit as e:
+    distributed.exit_now(e.code)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   _validate()
-  console.setup(_log_dir(), verbose=FLAGS.verbose)
+  spec = _distributed_spec()
   config = FLAGS.config
   job = {'train': _train, 'generate': _generate, 'encode_features': _encode,
          'evaluate': _evaluate}[FLAGS.mode]
+  if spec is not None:
+    _multi_host(spec, lambda: job(config))
+    return
+  console.setup(_log_dir(), verbose=FLAGS.verbose)
   console.run_cli(lambda: job(config))
 
 

@@ -70,13 +70,14 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, float]:
   """Trains per ``config`` in ``workdir`` (resuming if it holds a checkpoint).
 
   The workdir is locked for the run (a second run on it is refused with the
-  holder's PID). Ctrl-C stops after the in-flight checkpoint is written and
-  says how to resume.
+  holder's PID; in a multi-host run each process holds its own lock file).
+  Ctrl-C stops after the in-flight checkpoint is written and says how to
+  resume. Multi-host: every process calls this; each reads its share of the
+  batches, all take part in checkpointing, only process 0 writes logs,
+  samples and the page.
   """
   config_lib.validate(config)
-  if jax.process_index() != 0:
-    return _train(config, workdir)
-  with workdir_lock.hold(workdir):
+  with workdir_lock.hold(workdir, jax.process_index()):
     return _train(config, workdir)
 
 
@@ -280,5 +281,6 @@ def _semantic_scorer(config, workdir: str):
       logging.warning('%s; fitting it again', e)
   scorer = eval_semantic.fit_demo_scorer(height=config.data.demo_height, width=config.data.demo_width,
                                          n=32, seed=config.seed + 10_000)
-  scorer.save(path)
+  if jax.process_index() == 0:  # the others fit the same scorer; one writer
+    scorer.save(path)
   return scorer

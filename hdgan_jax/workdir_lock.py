@@ -6,6 +6,11 @@ interleave their metrics. :func:`hold` takes an exclusive ``flock`` on
 kernel releases the lock when the process ends, however it ends (kill -9
 included), so a stale lock file from a killed run is simply taken over; a live
 holder makes the second run stop at once with the holder's PID.
+
+In a multi-host run every process locks its own file (``.lock`` for process
+0, ``.lock.process<I>`` for the others): the processes of one run share the
+workdir, and a second run on it is refused in each of its processes, so none
+of them is left waiting for peers that stopped.
 """
 
 import contextlib
@@ -25,10 +30,10 @@ class WorkdirBusyError(RuntimeError):
 
 
 @contextlib.contextmanager
-def hold(workdir: str) -> Iterator[str]:
-  """Holds ``workdir``'s lock for the ``with`` block; yields the lock file's path."""
+def hold(workdir: str, process_index: int = 0) -> Iterator[str]:
+  """Holds ``workdir``'s lock (of process ``process_index``) for the ``with`` block; yields its path."""
   os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, LOCK_NAME)
+  path = os.path.join(workdir, LOCK_NAME + (f'.process{process_index}' if process_index else ''))
   fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
   try:
     try:
@@ -39,7 +44,7 @@ def hold(workdir: str) -> Iterator[str]:
           f'{workdir} is in use by another run (PID {holder.get("pid", "?")} on '
           f'{holder.get("host", "?")}, since {holder.get("started", "?")}). Wait for it to '
           'finish, stop it, or use another --workdir.') from None
-    info = {'pid': os.getpid(), 'host': socket.gethostname(),
+    info = {'pid': os.getpid(), 'host': socket.gethostname(), 'process': process_index,
             'started': datetime.datetime.now().isoformat(timespec='seconds')}
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(info).encode(), 0)
