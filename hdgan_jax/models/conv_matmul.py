@@ -52,26 +52,52 @@ def out_size(x_shape, k: int, s: int):
   return (x_shape[1] - k) // s + 1, (x_shape[2] - k) // s + 1
 
 
-def _bands(rows: int, bytes_per_row: int):
-  """Splits ``rows`` output rows into bands whose matrices stay under PATCH_BYTES."""
-  per = max(1, PATCH_BYTES // max(bytes_per_row, 1))
-  return [(r, min(r + per, rows)) for r in range(0, rows, per)]
+def _rows_per_band(rows: int, bytes_per_row: int) -> int:
+  """Output rows per band so that a band's matrices stay under PATCH_BYTES."""
+  return max(1, min(rows, PATCH_BYTES // max(bytes_per_row, 1)))
+
+
+def _pad_rows(x, rows: int):
+  """Zero rows at the bottom up to ``rows`` (bands past the end read zeros)."""
+  extra = rows - x.shape[1]
+  return jnp.pad(x, ((0, 0), (0, extra), (0, 0), (0, 0))) if extra > 0 else x
+
+
+def _map_bands(band, rows: int, per: int):
+  """``band(r0)`` for r0 = 0, per, 2*per, ...: one call if a single band, else ``lax.map``.
+
+  ``lax.map`` keeps one band's buffers alive at a time and compiles the body
+  once, where a Python loop would unroll hundreds of bands at 2048x1024.
+  """
+  nb = -(-rows // per)
+  if nb == 1:
+    return band(0)[None]
+  return lax.map(band, jnp.arange(nb, dtype=jnp.int32) * per)
+
+
+def _join_bands(ys, rows: int):
+  """(bands, N, per, W, O) -> (N, rows, W, O)."""
+  nb, n, per = ys.shape[:3]
+  return jnp.moveaxis(ys, 0, 1).reshape((n, nb * per) + ys.shape[3:])[:, :rows]
 
 
 def tap_matmul(x, offsets, wm, s: int, oh: int, ow: int):
-  """sum over taps t of window(x, offsets[t]) @ wm[t*C:(t+1)*C], as one banded matmul.
+  """sum over taps t of window(x, offsets[t]) @ wm[t*C:(t+1)*C], as banded matmuls.
 
   ``offsets`` are (row, col) starts in ``x``; ``wm`` stacks the taps' (C, O)
   matrices along K. Output (N, oh, ow, O), stride ``s``.
   """
   n, c = x.shape[0], x.shape[-1]
   reach = max(i for i, _ in offsets)
-  out = []
-  for r0, r1 in _bands(oh, n * ow * len(offsets) * c * x.dtype.itemsize):
-    xb = lax.slice_in_dim(x, r0 * s, (r1 - 1) * s + reach + 1, axis=1)
-    cols = [_window(xb, i, j, r1 - r0, ow, s) for i, j in offsets]
-    out.append(_dot(jnp.concatenate(cols, axis=-1) if len(cols) > 1 else cols[0], wm))
-  return out[0] if len(out) == 1 else jnp.concatenate(out, axis=1)
+  per = _rows_per_band(oh, n * ow * len(offsets) * c * x.dtype.itemsize)
+  span = (per - 1) * s + reach + 1
+  x = _pad_rows(x, (-(-oh // per) - 1) * per * s + span)
+
+  def band(r0):
+    xb = lax.dynamic_slice_in_dim(x, r0 * s, span, axis=1)
+    cols = [_window(xb, i, j, per, ow, s) for i, j in offsets]
+    return _dot(jnp.concatenate(cols, axis=-1) if len(cols) > 1 else cols[0], wm)
+  return _join_bands(_map_bands(band, oh, per), oh)
 
 
 def im2col(x, w, s: int = 1):
@@ -88,16 +114,18 @@ def outtaps(x, w):
   n, h, wd, _ = x.shape
   oh, ow = h - k + 1, wd - k + 1
   wm = w.transpose(2, 0, 1, 3).reshape(c, k * k * o)
-  out = []
-  for r0, r1 in _bands(oh, n * wd * k * k * o * 4):
-    z = _dot(lax.slice_in_dim(x, r0, r1 + k - 1, axis=1), wm).astype(jnp.float32)
+  per = _rows_per_band(oh, n * wd * k * k * o * 4)
+  x = _pad_rows(x, -(-oh // per) * per + k - 1)
+
+  def band(r0):
+    z = _dot(lax.dynamic_slice_in_dim(x, r0, per + k - 1, axis=1), wm).astype(jnp.float32)
     y = 0.0
     for i in range(k):
       for j in range(k):
         t = (i * k + j) * o
-        y = y + lax.slice(z, (0, i, j, t), (n, i + r1 - r0, j + ow, t + o))
-    out.append(y.astype(x.dtype))
-  return out[0] if len(out) == 1 else jnp.concatenate(out, axis=1)
+        y = y + lax.slice(z, (0, i, j, t), (n, i + per, j + ow, t + o))
+    return y.astype(x.dtype)
+  return _join_bands(_map_bands(band, oh, per), oh)
 
 
 def _bt(d, axis: int, tiles: int):
@@ -140,34 +168,41 @@ def kernel_grad(x, dy, k: int, s: int = 1):
   """dL/dw of a VALID stride-``s`` conv: dw[i, j] = window(x, i, j)^T @ dy, as matmuls.
 
   Few output channels: x^T against the stacked shifted copies of dy (K = pixels,
-  k*k*O columns). Otherwise x's patch matrix (banded) against dy.
+  k*k*O columns). Otherwise x's patch matrix against dy. Banded, summed over bands.
   """
   n, oh, ow, o = dy.shape
-  c = x.shape[-1]
-  acc = jnp.float32
+  c, wd = x.shape[-1], x.shape[2]
   contract = lambda a, b: lax.dot_general(a, b, (((0, 1, 2), (0, 1, 2)), ((), ())),
-                                          preferred_element_type=acc)
+                                          preferred_element_type=jnp.float32)
   if s == 1 and o <= OUTTAPS_MAX_OUT:
-    wd = x.shape[2]
-    dw = 0.0
-    for r0, r1 in _bands(oh, n * wd * k * k * o * 4):
-      d = jnp.pad(lax.slice_in_dim(dy, r0, r1, axis=1),
+    per = _rows_per_band(oh, n * wd * k * k * o * 4)
+    rows = -(-oh // per) * per
+    dy = _pad_rows(dy, rows)
+    x = _pad_rows(x, rows + k - 1)
+    hb = per + k - 1
+
+    def band(r0):  # this band's dy rows only, so no pair is counted twice
+      d = jnp.pad(lax.dynamic_slice_in_dim(dy, r0, per, axis=1),
                   ((0, 0), (k - 1, k - 1), (k - 1, wd - ow), (0, 0)))
-      xb = lax.slice_in_dim(x, r0, r1 + k - 1, axis=1)
-      hb = r1 - r0 + k - 1
       # Column (i, j) holds dy shifted by (i, j): x[p] pairs with dy[p - (i, j)].
       shifted = jnp.concatenate([lax.slice(d, (0, k - 1 - i, k - 1 - j, 0),
                                            (n, k - 1 - i + hb, k - 1 - j + wd, o))
                                  for i in range(k) for j in range(k)], axis=-1)
-      dw = dw + contract(xb, shifted)  # (C, k*k*O)
+      return contract(lax.dynamic_slice_in_dim(x, r0, hb, axis=1), shifted)  # (C, k*k*O)
+    dw = jnp.sum(_map_bands(band, oh, per), axis=0)
     return dw.reshape(c, k, k, o).transpose(1, 2, 0, 3)
-  dw = 0.0
-  for r0, r1 in _bands(oh, n * ow * k * k * c * x.dtype.itemsize):
-    xb = lax.slice_in_dim(x, r0 * s, (r1 - 1) * s + k, axis=1)
-    cols = jnp.concatenate([_window(xb, i, j, r1 - r0, ow, s)
+  per = _rows_per_band(oh, n * ow * k * k * c * x.dtype.itemsize)
+  rows = -(-oh // per) * per
+  span = (per - 1) * s + k
+  dy = _pad_rows(dy, rows)
+  x = _pad_rows(x, (rows - per) * s + span)
+
+  def band(r0):
+    xb = lax.dynamic_slice_in_dim(x, r0 * s, span, axis=1)
+    cols = jnp.concatenate([_window(xb, i, j, per, ow, s)
                             for i in range(k) for j in range(k)], axis=-1)
-    dw = dw + contract(cols, lax.slice_in_dim(dy, r0, r1, axis=1))
-  return dw.reshape(k, k, c, o)
+    return contract(cols, lax.dynamic_slice_in_dim(dy, r0, per, axis=1))
+  return jnp.sum(_map_bands(band, oh, per), axis=0).reshape(k, k, c, o)
 
 
 def pick_s1(x_shape, w_shape, dtype) -> str:
