@@ -35,8 +35,17 @@ def model_config() -> ml_collections.ConfigDict:
   m.feat_num = 3             # encoder feature channels
   m.nef = 16                 # encoder filters in the first conv
   m.n_downsample_E = 4       # stride-2 convs in the encoder
-  m.dtype = 'float32'        # compute dtype ('float32' | 'bfloat16' | 'float16')
+  m.dtype = 'float32'        # compute dtype ('float32' | 'bfloat16'); parameters stay float32
+  m.remat = 'none'           # rematerialisation: 'none' | 'blocks' | 'full' (models/remat.py)
   return m
+
+
+def mesh_config() -> ml_collections.ConfigDict:
+  """Devices per batch slice and per image (hdgan_jax/mesh.py)."""
+  mesh = ml_collections.ConfigDict()
+  mesh.data = -1             # devices splitting the batch; -1 = all devices left over
+  mesh.space = 1             # devices sharing one image, each a band of rows
+  return mesh
 
 
 def data_config() -> ml_collections.ConfigDict:
@@ -69,6 +78,7 @@ def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.model = model_config()
   c.data = data_config()
+  c.mesh = mesh_config()
   c.seed = 0
   c.batch_size = 1           # global batch (the original's --batchSize)
 
@@ -123,11 +133,12 @@ _BOUNDS = (
     ('model.n_downsample_E', 0, None), ('data.loadSize', 1, None), ('data.fineSize', 1, None),
     ('data.num_workers', 0, None), ('data.prefetch', 1, None), ('data.max_dataset_size', 0, None),
     ('data.demo_num_images', 1, None), ('data.demo_height', 1, None),
-    ('data.demo_width', 1, None),
+    ('data.demo_width', 1, None), ('mesh.space', 1, None),
 )
 _CHOICES = (
     ('model.netG', ('global', 'local')), ('model.norm', ('instance', 'batch')),
     ('model.dtype', ('float32', 'bfloat16', 'float16')),
+    ('model.remat', ('none', 'blocks', 'full')),
     ('data.resize_or_crop', ('resize_and_crop', 'crop', 'scale_width', 'scale_width_and_crop',
                              'none')),
     ('data.check', ('off', 'sample', 'full')),
@@ -151,6 +162,7 @@ def validate(config, *, sections=('run', 'model', 'data')) -> None:
   problems = []
   for key, lo, hi in _BOUNDS:
     section = key.split('.')[0] if '.' in key else 'run'
+    section = 'run' if section == 'mesh' else section
     value = _lookup(config, key)
     if section not in sections or value is None:
       continue
@@ -162,6 +174,10 @@ def validate(config, *, sections=('run', 'model', 'data')) -> None:
   lr = _lookup(config, 'lr')
   if 'run' in sections and lr is not None and not (isinstance(lr, (int, float)) and lr > 0):
     problems.append(f'lr={lr!r} must be > 0')
+  data = _lookup(config, 'mesh.data')
+  if 'run' in sections and data is not None and (
+      isinstance(data, bool) or not isinstance(data, int) or not (data == -1 or data >= 1)):
+    problems.append(f'mesh.data={data!r} must be -1 (all devices left over) or >= 1')
   for key, allowed in _CHOICES:
     value = _lookup(config, key)
     if key.split('.')[0] in sections and value is not None and value not in allowed:

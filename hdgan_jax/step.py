@@ -11,6 +11,14 @@ iterations). Real and fake are deliberately not stacked into one batch: on XLA
 CPU that variant's D gradients drifted up to 10% from float64 truth at the
 coarsest scale, while separate calls match PyTorch to 1e-3.
 
+Scale (``hdgan_jax/mesh.py``, ``models/remat.py``): the step runs over a
+('data', 'space') mesh; with ``config.mesh.space`` > 1 every image is split into
+bands of rows over that axis and the results equal the unsharded step
+(``tests/test_space_sharding.py``). ``model.dtype`` is the compute dtype:
+parameters and Adam state stay float32, instance-norm statistics and every
+loss are float32 (``tests/test_precision.py``). ``model.remat`` trades
+recomputation for the activations kept for the backward pass.
+
 Progressive training: with ``niter_fix_global`` the global part G1 of a local
 generator is held (zero updates, Adam moments untouched) for that many epochs
 while its enhancers train; the original instead rebuilds Adam afterwards and
@@ -25,7 +33,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from hdgan_jax import losses, models
+from hdgan_jax import losses, mesh as mesh_lib, models
 from hdgan_jax.models import vgg
 
 PyTree = Any
@@ -130,26 +138,56 @@ def build(config, steps_per_epoch: int) -> Nets:
                      'channels are part of the generator input)')
   if m.label_feat and not m.use_features:
     raise ValueError('model.label_feat=True needs model.use_features=True')
+  if m.get('dtype', 'float32') == 'float16':
+    raise ValueError("model.dtype='float16' is not supported for training (no loss scaling: small "
+                     "gradients underflow to zero); use --config.model.dtype=bfloat16 (float32's "
+                     'range, same memory) or float32. float16 is fine for generation.')
   vgg_mod, vgg_vars, vgg_source = None, None, ''
   if not config.no_vgg_loss:
-    vgg_mod, vgg_vars, vgg_source = vgg.load_backbone(config.perceptual_backbone, config.vgg19_path)
+    vgg_mod, vgg_vars, vgg_source = vgg.load_backbone(
+        config.perceptual_backbone, config.vgg19_path,
+        dtype=models.resolve_dtype(m.get('dtype', 'float32')), remat_policy=models.remat_policy(m))
   g_tx, d_tx = make_optimizers(config, steps_per_epoch)
   return Nets(models.make_generator(m), models.make_discriminator(m),
               models.make_encoder(m) if m.use_features and not config.data.load_features else None,
               vgg_mod, vgg_vars, vgg_source, g_tx, d_tx, steps_per_epoch)
 
 
-def init_state(nets: Nets, config, rng, *, height: int, width: int) -> TrainState:
+def init_state(nets: Nets, config, rng, *, height: int, width: int, mesh=None) -> TrainState:
+  """A fresh state (float32 parameters and Adam moments, whatever ``model.dtype``).
+
+  Parameters do not depend on the image size, so the networks are initialised
+  on the smallest inputs they accept, passed as arguments (XLA would otherwise
+  constant-fold whole forward passes at compile time). With ``mesh`` the state
+  is born on the mesh: shapes come from ``jax.eval_shape`` and one
+  ``jit(init, out_shardings=...)`` writes every leaf straight into its
+  sharding, never through one device.
+  """
+  del height, width  # kept for callers; any valid size gives the same parameters
   m = config.model
-  kg, kd, ke = jax.random.split(rng, 3)
-  g_in = jnp.zeros((1, height, width, models.generator_input_nc(m)))
-  g_params = {'G': nets.G.init(kg, g_in)['params']}
-  if nets.E is not None:
-    g_params['E'] = nets.E.init(ke, jnp.zeros((1, height, width, m.output_nc)),
-                                jnp.zeros((1, height, width), jnp.int32))['params']
-  d_params = nets.D.init(kd, jnp.zeros((1, height, width, models.discriminator_input_nc(m))))['params']
-  return TrainState(jnp.zeros([], jnp.int32), g_params, d_params,
-                    nets.g_tx.init(g_params), nets.d_tx.init(d_params))
+  dummies = {n: models.make_module_and_inputs(n, m)[1] for n in ('G', 'D', 'E')}
+
+  def init(rng, dummies):
+    kg, kd, ke = jax.random.split(rng, 3)
+    g_params = {'G': nets.G.init(kg, *dummies['G'])['params']}
+    if nets.E is not None:
+      g_params['E'] = nets.E.init(ke, *dummies['E'])['params']
+    d_params = nets.D.init(kd, *dummies['D'])['params']
+    return TrainState(jnp.zeros([], jnp.int32), g_params, d_params,
+                      nets.g_tx.init(g_params), nets.d_tx.init(d_params))
+  if mesh is None:
+    return init(rng, dummies)
+  shardings = state_shardings(mesh, jax.eval_shape(init, rng, dummies))
+  return jax.jit(init, out_shardings=shardings)(rng, dummies)
+
+
+def state_shardings(mesh, state):
+  """Shardings of the train state (a pytree like ``state``): replicated over the mesh.
+
+  A parameter axis does not pay here: the 182 M-parameter local G with its
+  Adam moments is ~2.2 GB (``benchmarks/memory.py``).
+  """
+  return jax.tree_util.tree_map(lambda _: mesh_lib.replicated(mesh), state)
 
 
 def generator_forward(nets: Nets, config, g_params, batch):
@@ -167,6 +205,25 @@ def generator_forward(nets: Nets, config, g_params, batch):
   return cond, fake.astype(jnp.float32)
 
 
+def discriminator_fn(nets: Nets, cond, real):
+  """``(d_params, fake) -> (D(cond, real), D(cond, fake))``: D once on each, never stacked."""
+  def d_fn(dp, fake_img):
+    apply = lambda img: nets.D.apply({'params': dp}, jnp.concatenate([cond, img], -1))
+    return apply(real), apply(fake_img)
+  return d_fn
+
+
+def perceptual_fn(nets: Nets, config, real):
+  """``fake -> VGG loss against real``; under ``model.remat='full'`` it keeps only ``fake``."""
+  def vgg_loss(f):
+    pre = lambda x: vgg.preprocess(x, nets.vgg_source, config.perceptual_normalize)
+    return losses.perceptual(nets.vgg.apply(nets.vgg_vars, pre(f)),
+                             nets.vgg.apply(nets.vgg_vars, pre(real)), lambda_vgg=config.lambda_vgg)
+  if models.remat_policy(config.model) == 'full':  # VGG on both images is recomputed
+    return jax.checkpoint(vgg_loss, policy=jax.checkpoint_policies.nothing_saveable)
+  return vgg_loss
+
+
 def compute_grads(nets: Nets, config, state: TrainState, batch: Dict[str, jax.Array]):
   """(G grads, D grads, metrics) of one iteration: D runs once on real, once on fake."""
   m = config.model
@@ -174,11 +231,7 @@ def compute_grads(nets: Nets, config, state: TrainState, batch: Dict[str, jax.Ar
   real = batch['image'].astype(jnp.float32)
 
   (cond, fake), g_vjp = jax.vjp(lambda gp: generator_forward(nets, config, gp, batch), state.g_params)
-
-  def d_fn(dp, fake_img):
-    apply = lambda img: nets.D.apply({'params': dp}, jnp.concatenate([cond, img], -1))
-    return apply(real), apply(fake_img)
-  outs, d_vjp = jax.vjp(d_fn, state.d_params, fake)
+  outs, d_vjp = jax.vjp(discriminator_fn(nets, cond, real), state.d_params, fake)
 
   def g_losses(o):
     pred_real, pred_fake = o
@@ -202,11 +255,7 @@ def compute_grads(nets: Nets, config, state: TrainState, batch: Dict[str, jax.Ar
 
   g_vgg = jnp.float32(0.0)
   if nets.vgg is not None:
-    def vgg_loss(f):
-      pre = lambda x: vgg.preprocess(x, nets.vgg_source, config.perceptual_normalize)
-      return losses.perceptual(nets.vgg.apply(nets.vgg_vars, pre(f)),
-                               nets.vgg.apply(nets.vgg_vars, pre(real)), lambda_vgg=config.lambda_vgg)
-    g_vgg, dvgg = jax.value_and_grad(vgg_loss)(fake)
+    g_vgg, dvgg = jax.value_and_grad(perceptual_fn(nets, config, real))(fake)
     dfake = dfake + dvgg
   (g_grads,) = g_vjp((jnp.zeros_like(cond), dfake))
   metrics = {'G_GAN': g_gan, 'G_GAN_Feat': g_fm, 'G_VGG': g_vgg, 'D_real': d_real,
@@ -230,26 +279,28 @@ def train_step(nets: Nets, config, state: TrainState, batch: Dict[str, jax.Array
   return new, metrics
 
 
-def make_mesh(num_devices: int = 0):
-  """A 1-D mesh with a 'data' axis over all (or the first ``num_devices``) devices."""
-  n = num_devices or jax.device_count()
-  return jax.make_mesh((n,), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
+def make_mesh(config=None, devices=None):
+  """The ('data', 'space') mesh of ``config.mesh`` (without a config: every device on 'data')."""
+  return mesh_lib.make_mesh(config.get('mesh') if config is not None else None, devices)
 
 
 def jit_train_step(nets: Nets, config, mesh, state: TrainState):
-  """``train_step`` under ``jax.jit``: batch sharded over 'data', state replicated, donated.
+  """``train_step`` under ``jax.jit``: batch over 'data' (rows over 'space'), state replicated, donated.
 
   Returns ``step(state, batch, rng) -> (state, metrics)``. The perceptual
   backbone's weights enter as a replicated argument, not as constants baked
-  into the compiled program (VGG19 is ~50 MB).
+  into the compiled program (VGG19 is ~50 MB). With a 'space' axis > 1 the
+  networks' activations are pinned to bands of rows (``mesh.constrain``).
   """
   repl = NamedSharding(mesh, P())
-  state_sh = jax.tree_util.tree_map(lambda _: repl, state)
+  state_sh = state_shardings(mesh, state)
   vgg_sh = jax.tree_util.tree_map(lambda _: repl, nets.vgg_vars)
 
   def fn(s, b, r, vgg_vars):
-    return train_step(nets._replace(vgg_vars=vgg_vars), config, s, b, r)
-  jitted = jax.jit(fn, in_shardings=(state_sh, NamedSharding(mesh, P('data')), repl, vgg_sh),
+    mesh_lib.check_batch(mesh, *b['label'].shape[:2])
+    with mesh_lib.activation_sharding(mesh):
+      return train_step(nets._replace(vgg_vars=vgg_vars), config, s, b, r)
+  jitted = jax.jit(fn, in_shardings=(state_sh, mesh_lib.batch_sharding(mesh), repl, vgg_sh),
                    out_shardings=(state_sh, repl), donate_argnums=(0,))
   vgg_vars = jax.device_put(nets.vgg_vars, vgg_sh)
 

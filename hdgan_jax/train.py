@@ -99,8 +99,8 @@ def _resume(mngr, state, config, workdir: str, stream: Dict):
 def _train(config, workdir: str) -> Dict[str, float]:
   os.makedirs(workdir, exist_ok=True)
   is_main = jax.process_index() == 0
-  mesh = step_lib.make_mesh()
-  n_dev, n_proc = mesh.devices.size, jax.process_count()
+  mesh = step_lib.make_mesh(config)  # ('data', 'space'): config.mesh
+  n_dev, n_proc = mesh.shape['data'], jax.process_count()  # batch slices: devices on 'data'
   if config.batch_size % n_dev:
     raise ValueError(f'batch_size={config.batch_size} does not divide over {n_dev} devices; '
                      f'set --config.batch_size to a multiple of {n_dev}')
@@ -124,7 +124,8 @@ def _train(config, workdir: str) -> Dict[str, float]:
               f'{n_examples} examples, batch {config.batch_size}, {num_steps} steps')
   nets = step_lib.build(config, steps_per_epoch)  # fails now if VGG weights are missing
 
-  state = step_lib.init_state(nets, config, jax.random.PRNGKey(config.seed), height=height, width=width)
+  state = step_lib.init_state(nets, config, jax.random.PRNGKey(config.seed), height=height, width=width,
+                              mesh=mesh)  # born on the mesh: global arrays every process restores into
   mngr = checkpoint.manager(workdir, config.keep_checkpoints)
   stream = checkpoint.data_stream(config, n_examples, n_proc)
   resumed = _resume(mngr, state, config, workdir, stream)
@@ -140,7 +141,7 @@ def _train(config, workdir: str) -> Dict[str, float]:
     state = state.replace(g_params=init_generator_from(config.init_from, config, state.g_params))
   repl = NamedSharding(mesh, P())
   state = jax.device_put(state, repl)
-  data_sharding = NamedSharding(mesh, P('data'))
+  data_sharding = NamedSharding(mesh, P('data', 'space'))  # examples over 'data', rows over 'space'
 
   it = pipeline.make_train_iterator(config, process_index=jax.process_index(),
                                     process_count=n_proc, source=source)

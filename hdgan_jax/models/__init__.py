@@ -12,8 +12,14 @@ from hdgan_jax.models.encoder import Encoder
 from hdgan_jax.models.generator import GlobalGenerator, LocalEnhancer, required_multiple
 from hdgan_jax.models.inputs import (check_label_ids, discriminator_input_nc,
                                      encode_input, generator_input_nc, instance_edges)
+from hdgan_jax.models import remat
 from hdgan_jax.models.layers import resolve_dtype
 from hdgan_jax.models.segment import segment_mean
+
+
+def remat_policy(cfg) -> str:
+  """``cfg.remat`` ('none' when absent, as in configs saved before it existed)."""
+  return remat.check(cfg.get('remat', 'none'))
 
 
 def make_generator(cfg, *, train: bool = False):
@@ -21,27 +27,31 @@ def make_generator(cfg, *, train: bool = False):
   dtype = resolve_dtype(cfg.get('dtype', 'float32'))
   if cfg.netG == 'global':
     return GlobalGenerator(cfg.output_nc, cfg.ngf, cfg.n_downsample_global,
-                           cfg.n_blocks_global, cfg.norm, train=train, dtype=dtype)
+                           cfg.n_blocks_global, cfg.norm, train=train, dtype=dtype,
+                           remat=remat_policy(cfg))
   if cfg.netG == 'local':
     if cfg.n_local_enhancers < 1:
       raise ValueError('model.n_local_enhancers must be >= 1 for netG=local, '
                        f'got {cfg.n_local_enhancers}')
     return LocalEnhancer(cfg.output_nc, cfg.ngf, cfg.n_downsample_global,
                          cfg.n_blocks_global, cfg.n_local_enhancers,
-                         cfg.n_blocks_local, cfg.norm, train=train, dtype=dtype)
+                         cfg.n_blocks_local, cfg.norm, train=train, dtype=dtype,
+                         remat=remat_policy(cfg))
   raise ValueError(f"model.netG={cfg.netG!r} is not known; use 'global' or 'local'")
 
 
 def make_discriminator(cfg, *, train: bool = False):
   """The multi-scale D: ``num_D`` PatchGANs with ``n_layers_D`` layers."""
   return MultiscaleDiscriminator(cfg.ndf, cfg.n_layers_D, cfg.num_D, cfg.norm,
-                                 train=train, dtype=resolve_dtype(cfg.get('dtype', 'float32')))
+                                 train=train, dtype=resolve_dtype(cfg.get('dtype', 'float32')),
+                                 remat=remat_policy(cfg))
 
 
 def make_encoder(cfg, *, train: bool = False):
   """The feature encoder E with instance-wise average pooling."""
   return Encoder(cfg.feat_num, cfg.nef, cfg.n_downsample_E, cfg.norm,
-                 train=train, dtype=resolve_dtype(cfg.get('dtype', 'float32')))
+                 train=train, dtype=resolve_dtype(cfg.get('dtype', 'float32')),
+                 remat=remat_policy(cfg))
 
 
 def make_module_and_inputs(net: str, cfg, *, batch: int = 1, size=None, train: bool = False):

@@ -4,12 +4,19 @@ Every discriminator returns all of its intermediate features (for the feature
 matching loss, Eq. 4) with the prediction map last. Scale modules keep the
 original's names, ``scale{i}``, and its quirk that the full-resolution output
 (index 0) comes from ``scale{num_D-1}``, so checkpoints map one to one.
+
+Every layer's output is pinned with :func:`hdgan_jax.mesh.constrain` (rows over
+'space') and wrapped per ``model.remat``: a layer under 'blocks', a whole scale
+under 'full' (:mod:`hdgan_jax.models.remat`).
 """
+
+import functools
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from hdgan_jax.models import layers
+from hdgan_jax import mesh
+from hdgan_jax.models import layers, remat
 
 _KW = 4
 _PADW = 2  # int(ceil((4 - 1) / 2)): sizes go 64 -> 33 -> 17 -> 9 -> 10 -> 11
@@ -26,21 +33,26 @@ class NLayerDiscriminator(nn.Module):
   norm: str = 'instance'
   train: bool = False
   dtype: layers.Dtype = jnp.float32
+  remat: str = 'none'
 
   @nn.compact
   def __call__(self, x):
-    feats = []
+    def layer(_, h, *, j, nf, stride):
+      h = layers.Conv(nf, _KW, stride, _PADW, self.dtype, name=f'layer{j}')(h)
+      if j > 0:
+        h = layers.Norm(self.norm, self.train, name=f'layer{j}_norm')(h)
+      return mesh.constrain(nn.leaky_relu(h, 0.2))
+
+    def last(_, h, *, j):
+      return mesh.constrain(layers.Conv(1, _KW, 1, _PADW, self.dtype, name=f'layer{j}')(h))
+
+    unit = lambda fn, **static: remat.unit(functools.partial(fn, **static), self.remat)
+    feats = [unit(layer, j=0, nf=self.ndf, stride=2)(self, mesh.constrain(x))]
     nf = self.ndf
-    h = layers.Conv(nf, _KW, 2, _PADW, self.dtype, name='layer0')(x)
-    feats.append(nn.leaky_relu(h, 0.2))
     for j in range(1, self.n_layers + 1):
       nf = min(nf * 2, 512)
-      stride = 2 if j < self.n_layers else 1
-      h = layers.Conv(nf, _KW, stride, _PADW, self.dtype, name=f'layer{j}')(feats[-1])
-      h = layers.Norm(self.norm, self.train, name=f'layer{j}_norm')(h)
-      feats.append(nn.leaky_relu(h, 0.2))
-    j = self.n_layers + 1
-    feats.append(layers.Conv(1, _KW, 1, _PADW, self.dtype, name=f'layer{j}')(feats[-1]))
+      feats.append(unit(layer, j=j, nf=nf, stride=2 if j < self.n_layers else 1)(self, feats[-1]))
+    feats.append(unit(last, j=self.n_layers + 1)(self, feats[-1]))
     return feats
 
 
@@ -56,14 +68,17 @@ class MultiscaleDiscriminator(nn.Module):
   norm: str = 'instance'
   train: bool = False
   dtype: layers.Dtype = jnp.float32
+  remat: str = 'none'
 
   @nn.compact
   def __call__(self, x):
-    nets = [NLayerDiscriminator(self.ndf, self.n_layers, self.norm, self.train,
-                                self.dtype, name=f'scale{i}') for i in range(self.num_D)]
+    scale = remat.level_module(NLayerDiscriminator, self.remat)
+    nets = [scale(self.ndf, self.n_layers, self.norm, self.train, self.dtype, self.remat,
+                  name=f'scale{i}') for i in range(self.num_D)]
     result = []
+    x = mesh.constrain(x)
     for k in range(self.num_D):
       result.append(nets[self.num_D - 1 - k](x))
       if k != self.num_D - 1:
-        x = layers.avg_pool_3x3_s2(x)
+        x = mesh.constrain(layers.avg_pool_3x3_s2(x))
     return result

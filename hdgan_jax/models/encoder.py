@@ -20,10 +20,11 @@ class Encoder(nn.Module):
   norm: str = 'instance'
   train: bool = False
   dtype: layers.Dtype = jnp.float32
+  remat: str = 'none'
 
   @nn.compact
   def __call__(self, image, inst):
     feats = generator.GlobalGenerator(
         self.feat_num, self.nef, self.n_downsampling, 0, self.norm,
-        train=self.train, dtype=self.dtype, name='net')(image)
+        train=self.train, dtype=self.dtype, remat=self.remat, name='net')(image)
     return segment.segment_mean(feats, inst)

@@ -8,12 +8,19 @@ map of the coarser level before its own residual blocks.
 
 Submodule names are descriptive; ``hdgan_jax.convert`` maps them to the
 original's ``model.*`` / ``model{n}_1.*`` / ``model{n}_2.*`` indices.
+
+Every unit pins its output with :func:`hdgan_jax.mesh.constrain` (rows over the
+mesh's 'space' axis when one image is split over devices) and is wrapped per
+``model.remat`` (:mod:`hdgan_jax.models.remat`).
 """
+
+import functools
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from hdgan_jax.models import layers
+from hdgan_jax import mesh
+from hdgan_jax.models import layers, remat
 
 
 class GlobalGenerator(nn.Module):
@@ -26,6 +33,7 @@ class GlobalGenerator(nn.Module):
     n_blocks: residual blocks at the bottleneck.
     with_head: False drops the final pad/conv/tanh (G1 inside a LocalEnhancer)
       and returns the last feature map instead.
+    remat: ``model.remat`` (see :mod:`hdgan_jax.models.remat`).
   """
   output_nc: int = 3
   ngf: int = 64
@@ -35,27 +43,43 @@ class GlobalGenerator(nn.Module):
   with_head: bool = True
   train: bool = False
   dtype: layers.Dtype = jnp.float32
+  remat: str = 'none'
 
   @nn.compact
   def __call__(self, x):
     norm = lambda name: layers.Norm(self.norm, self.train, name=name)
-    h = layers.Conv(self.ngf, 7, dtype=self.dtype, name='conv_in')(layers.reflect_pad(x, 3))
-    h = nn.relu(norm('conv_in_norm')(h))
-    for i in range(self.n_downsampling):
+    unit = lambda fn: remat.unit(fn, self.remat)
+
+    def conv_in(_, x):
+      h = layers.Conv(self.ngf, 7, dtype=self.dtype, name='conv_in')(layers.reflect_pad(x, 3))
+      return mesh.constrain(nn.relu(norm('conv_in_norm')(h)))
+
+    def down(_, h, *, i):
       h = layers.Conv(self.ngf * 2 ** (i + 1), 3, strides=2, padding=1,
                       dtype=self.dtype, name=f'down_{i}')(h)
-      h = nn.relu(norm(f'down_{i}_norm')(h))
-    dim = self.ngf * 2 ** self.n_downsampling
-    for i in range(self.n_blocks):
-      h = layers.ResnetBlock(dim, self.norm, self.train, self.dtype, name=f'res_{i}')(h)
-    for i in range(self.n_downsampling):
+      return mesh.constrain(nn.relu(norm(f'down_{i}_norm')(h)))
+
+    def up(_, h, *, i):
       h = layers.ConvTranspose(self.ngf * 2 ** (self.n_downsampling - i - 1),
                                dtype=self.dtype, name=f'up_{i}')(h)
-      h = nn.relu(norm(f'up_{i}_norm')(h))
+      return mesh.constrain(nn.relu(norm(f'up_{i}_norm')(h)))
+
+    def head(_, h):
+      h = layers.Conv(self.output_nc, 7, dtype=self.dtype, name='conv_out')(layers.reflect_pad(h, 3))
+      return mesh.constrain(jnp.tanh(h))
+
+    h = unit(conv_in)(self, mesh.constrain(x))
+    for i in range(self.n_downsampling):
+      h = unit(functools.partial(down, i=i))(self, h)
+    dim = self.ngf * 2 ** self.n_downsampling
+    block = remat.unit_module(layers.ResnetBlock, self.remat)
+    for i in range(self.n_blocks):
+      h = mesh.constrain(block(dim, self.norm, self.train, self.dtype, name=f'res_{i}')(h))
+    for i in range(self.n_downsampling):
+      h = unit(functools.partial(up, i=i))(self, h)
     if not self.with_head:
       return h
-    h = layers.Conv(self.output_nc, 7, dtype=self.dtype, name='conv_out')(layers.reflect_pad(h, 3))
-    return jnp.tanh(h)
+    return unit(head)(self, h)
 
 
 class Enhancer(nn.Module):
@@ -67,23 +91,39 @@ class Enhancer(nn.Module):
   norm: str = 'instance'
   train: bool = False
   dtype: layers.Dtype = jnp.float32
+  remat: str = 'none'
 
   @nn.compact
   def __call__(self, x, coarser):
     norm = lambda name: layers.Norm(self.norm, self.train, name=name)
-    h = layers.Conv(self.ngf, 7, dtype=self.dtype, name='conv_in')(layers.reflect_pad(x, 3))
-    h = nn.relu(norm('conv_in_norm')(h))
-    h = layers.Conv(self.ngf * 2, 3, strides=2, padding=1, dtype=self.dtype, name='down')(h)
-    h = nn.relu(norm('down_norm')(h))
-    h = h + coarser  # the paper's element-wise sum of G_k^(F) and G_{k-1}^(B)
+    unit = lambda fn: remat.unit(fn, self.remat)
+
+    def front(_, x):
+      h = layers.Conv(self.ngf, 7, dtype=self.dtype, name='conv_in')(layers.reflect_pad(x, 3))
+      return mesh.constrain(nn.relu(norm('conv_in_norm')(h)))
+
+    def down(_, h, coarser):
+      h = layers.Conv(self.ngf * 2, 3, strides=2, padding=1, dtype=self.dtype, name='down')(h)
+      h = nn.relu(norm('down_norm')(h))
+      return mesh.constrain(h + coarser)  # the paper's element-wise sum of G_k^(F) and G_{k-1}^(B)
+
+    def up(_, h):
+      h = layers.ConvTranspose(self.ngf, dtype=self.dtype, name='up')(h)
+      return mesh.constrain(nn.relu(norm('up_norm')(h)))
+
+    def head(_, h):
+      h = layers.Conv(self.output_nc, 7, dtype=self.dtype, name='conv_out')(layers.reflect_pad(h, 3))
+      return mesh.constrain(jnp.tanh(h))
+
+    h = unit(front)(self, mesh.constrain(x))
+    h = unit(down)(self, h, coarser)
+    block = remat.unit_module(layers.ResnetBlock, self.remat)
     for i in range(self.n_blocks):
-      h = layers.ResnetBlock(self.ngf * 2, self.norm, self.train, self.dtype, name=f'res_{i}')(h)
-    h = layers.ConvTranspose(self.ngf, dtype=self.dtype, name='up')(h)
-    h = nn.relu(norm('up_norm')(h))
+      h = mesh.constrain(block(self.ngf * 2, self.norm, self.train, self.dtype, name=f'res_{i}')(h))
+    h = unit(up)(self, h)
     if not self.with_head:
       return h
-    h = layers.Conv(self.output_nc, 7, dtype=self.dtype, name='conv_out')(layers.reflect_pad(h, 3))
-    return jnp.tanh(h)
+    return unit(head)(self, h)
 
 
 class LocalEnhancer(nn.Module):
@@ -102,20 +142,23 @@ class LocalEnhancer(nn.Module):
   norm: str = 'instance'
   train: bool = False
   dtype: layers.Dtype = jnp.float32
+  remat: str = 'none'
 
   @nn.compact
   def __call__(self, x):
     n = self.n_local_enhancers
-    pyramid = [x]
+    pyramid = [mesh.constrain(x)]
     for _ in range(n):
-      pyramid.append(layers.avg_pool_3x3_s2(pyramid[-1]))
-    h = GlobalGenerator(self.output_nc, self.ngf * 2 ** n, self.n_downsample_global,
-                        self.n_blocks_global, self.norm, with_head=False,
-                        train=self.train, dtype=self.dtype, name='global')(pyramid[-1])
+      pyramid.append(mesh.constrain(layers.avg_pool_3x3_s2(pyramid[-1])))
+    g1 = remat.level_module(GlobalGenerator, self.remat)
+    h = g1(self.output_nc, self.ngf * 2 ** n, self.n_downsample_global,
+           self.n_blocks_global, self.norm, with_head=False,
+           train=self.train, dtype=self.dtype, remat=self.remat, name='global')(pyramid[-1])
+    enhancer = remat.level_module(Enhancer, self.remat)
     for k in range(1, n + 1):
-      h = Enhancer(self.ngf * 2 ** (n - k), self.n_blocks_local, self.output_nc,
+      h = enhancer(self.ngf * 2 ** (n - k), self.n_blocks_local, self.output_nc,
                    with_head=(k == n), norm=self.norm, train=self.train,
-                   dtype=self.dtype, name=f'enhancer_{k}')(pyramid[n - k], h)
+                   dtype=self.dtype, remat=self.remat, name=f'enhancer_{k}')(pyramid[n - k], h)
     return h
 
 

