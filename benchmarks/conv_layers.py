@@ -95,6 +95,7 @@ def table(convs: Dict, *, grads: bool, repeats: int = 3) -> List[Dict]:
     row = dict(x=list(x_shape), kernel=list(w_shape), stride=strides[0],
                transposed=lhs_dil[0] > 1, count=count, gflop=flop / 1e9)
     for kind in ('xla', 'auto'):
+      fn = _layer_fn(key)  # a fresh function: jit caches traces per function, not per lowering
       with lowering.using(kind):
         if grads:
           g = jax.jit(jax.grad(lambda x, w: jnp.sum(fn(x, w) ** 2), argnums=(0, 1)))

@@ -14,6 +14,11 @@ big operands instead:
 * :func:`outtaps`: for few output channels (G's last 7x7 conv to RGB, D's last
   conv to 1): one matmul to k*k*O channels, then k*k shifted adds.
 
+Strided and transposed convs keep XLA's forward and input gradient (as fast
+as im2col's strided copies here) and take only their kernel gradients, which
+XLA:CPU runs as slow rhs-dilated convs, through :func:`kernel_grad`
+(:func:`conv_strided`, :func:`conv_transpose`).
+
 :func:`conv_s1` wraps the stride-1 lowerings in a custom VJP whose input
 gradient is again a stride-1 conv (of the padded output gradient with the
 flipped, transposed kernel, lowered by the same rules) and whose kernel gradient
@@ -31,7 +36,7 @@ from jax import lax
 PATCH_BYTES = 160 << 20  # the largest patch (or shifted-gradient) matrix built in one piece
 WINOGRAD_MIN_CHANNELS = 128
 WINOGRAD_MIN_TILES = 256  # 2x2 output tiles per conv (batch included)
-OUTTAPS_MAX_OUT = 16
+OUTTAPS_MAX_OUT = 4  # G's last conv to RGB, D's last conv to 1 channel
 
 
 def _dot(a, b):
@@ -39,13 +44,6 @@ def _dot(a, b):
   y = lax.dot_general(a, b, (((a.ndim - 1,), (0,)), ((), ())),
                       preferred_element_type=jnp.float32)
   return y.astype(a.dtype)
-
-
-def _window(x, i, j, oh, ow, s):
-  """The (N, oh, ow, C) view of ``x`` that tap (i, j) of a stride-``s`` conv reads."""
-  n, _, _, c = x.shape
-  return lax.slice(x, (0, i, j, 0), (n, i + s * (oh - 1) + 1, j + s * (ow - 1) + 1, c),
-                   (1, s, s, 1))
 
 
 def out_size(x_shape, k: int, s: int):
@@ -81,21 +79,44 @@ def _join_bands(ys, rows: int):
   return jnp.moveaxis(ys, 0, 1).reshape((n, nb * per) + ys.shape[3:])[:, :rows]
 
 
-def tap_matmul(x, offsets, wm, s: int, oh: int, ow: int):
-  """sum over taps t of window(x, offsets[t]) @ wm[t*C:(t+1)*C], as banded matmuls.
+def space_to_depth(x, k: int, s: int, oh: int, ow: int):
+  """A stride-``s`` k x k conv's input as unit-stride taps.
 
-  ``offsets`` are (row, col) starts in ``x``; ``wm`` stacks the taps' (C, O)
-  matrices along K. Output (N, oh, ow, O), stride ``s``.
+  Returns x reshaped to (N, oh + (k-1)//s, ow + (k-1)//s, s*s*C) and, per tap
+  (i, j), its (row, col, first channel) there: every window becomes a contiguous
+  slice (strided slices copy several times slower on CPU). Exact: only the taps'
+  own channels are read, no zero taps are multiplied.
   """
-  n, c = x.shape[0], x.shape[-1]
-  reach = max(i for i, _ in offsets)
-  per = _rows_per_band(oh, n * ow * len(offsets) * c * x.dtype.itemsize)
-  span = (per - 1) * s + reach + 1
-  x = _pad_rows(x, (-(-oh // per) - 1) * per * s + span)
+  if s == 1:
+    return x, [(i, j, 0) for i in range(k) for j in range(k)]
+  n, _, _, c = x.shape
+  rows, cols = oh + (k - 1) // s, ow + (k - 1) // s
+  x = _pad_rows(x[:, :s * rows, :s * cols], s * rows)
+  x = jnp.pad(x, ((0, 0), (0, 0), (0, s * cols - x.shape[2]), (0, 0)))
+  x = x.reshape(n, rows, s, cols, s, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, rows, cols, s * s * c)
+  return x, [(i // s, j // s, ((i % s) * s + j % s) * c) for i in range(k) for j in range(k)]
+
+
+def _tap(xb, tap, rows: int, ow: int, c: int):
+  i, j, ch = tap
+  return lax.slice(xb, (0, i, j, ch), (xb.shape[0], i + rows, j + ow, ch + c))
+
+
+def tap_matmul(x, taps, wm, oh: int, ow: int, c: int = 0):
+  """sum over taps t of window(x, taps[t]) @ wm[t*c:(t+1)*c], as banded matmuls.
+
+  ``taps`` are unit-stride (row, col, first channel) starts in ``x``, each
+  reading ``c`` channels (default all); ``wm`` stacks the taps' (c, O) matrices
+  along K. Output (N, oh, ow, O).
+  """
+  n, c = x.shape[0], c or x.shape[-1]
+  reach = max(t[0] for t in taps)
+  per = _rows_per_band(oh, n * ow * len(taps) * c * x.dtype.itemsize)
+  x = _pad_rows(x, -(-oh // per) * per + reach)
 
   def band(r0):
-    xb = lax.dynamic_slice_in_dim(x, r0 * s, span, axis=1)
-    cols = [_window(xb, i, j, per, ow, s) for i, j in offsets]
+    xb = lax.dynamic_slice_in_dim(x, r0, per + reach, axis=1)
+    cols = [_tap(xb, t, per, ow, c) for t in taps]
     return _dot(jnp.concatenate(cols, axis=-1) if len(cols) > 1 else cols[0], wm)
   return _join_bands(_map_bands(band, oh, per), oh)
 
@@ -104,8 +125,8 @@ def im2col(x, w, s: int = 1):
   """VALID conv of ``x`` (N,H,W,C) with ``w`` (k,k,C,O), stride ``s``, as banded matmuls."""
   k, _, c, o = w.shape
   oh, ow = out_size(x.shape, k, s)
-  offsets = [(i, j) for i in range(k) for j in range(k)]
-  return tap_matmul(x, offsets, w.reshape(k * k * c, o), s, oh, ow)
+  x, taps = space_to_depth(x, k, s, oh, ow)
+  return tap_matmul(x, taps, w.reshape(k * k * c, o), oh, ow, c)
 
 
 def outtaps(x, w):
@@ -191,16 +212,16 @@ def kernel_grad(x, dy, k: int, s: int = 1):
       return contract(lax.dynamic_slice_in_dim(x, r0, hb, axis=1), shifted)  # (C, k*k*O)
     dw = jnp.sum(_map_bands(band, oh, per), axis=0)
     return dw.reshape(c, k, k, o).transpose(1, 2, 0, 3)
+  x, taps = space_to_depth(x, k, s, oh, ow)
   per = _rows_per_band(oh, n * ow * k * k * c * x.dtype.itemsize)
   rows = -(-oh // per) * per
-  span = (per - 1) * s + k
+  reach = max(t[0] for t in taps)
   dy = _pad_rows(dy, rows)
-  x = _pad_rows(x, (rows - per) * s + span)
+  x = _pad_rows(x, rows + reach)
 
   def band(r0):
-    xb = lax.dynamic_slice_in_dim(x, r0 * s, span, axis=1)
-    cols = jnp.concatenate([_window(xb, i, j, per, ow, s)
-                            for i in range(k) for j in range(k)], axis=-1)
+    xb = lax.dynamic_slice_in_dim(x, r0, per + reach, axis=1)
+    cols = jnp.concatenate([_tap(xb, t, per, ow, c) for t in taps], axis=-1)
     return contract(cols, lax.dynamic_slice_in_dim(dy, r0, per, axis=1))
   return jnp.sum(_map_bands(band, oh, per), axis=0).reshape(k, k, c, o)
 
@@ -251,38 +272,70 @@ _conv_s1.defvjp(_conv_s1_fwd, _conv_s1_bwd)
 conv_s1 = jax.jit(_conv_s1)  # one compiled call per shape when run eagerly; inlined under jit
 
 
+def _xla(x, w, s: int, lhs_dilation=(1, 1), padding='VALID'):
+  return lax.conv_general_dilated(x, w, (s, s), padding, lhs_dilation=lhs_dilation,
+                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _conv_strided(x, w, s: int):
-  """Stride-``s`` VALID conv: the forward and the kernel gradient as banded matmuls.
+  """Stride-``s`` VALID conv: XLA's forward and input gradient, a matmul kernel gradient.
 
-  The input gradient places ``dy @ w[i, j]^T`` at every s-th pixel for each tap,
-  through interior-padded adds (one fused pass per tap row).
+  XLA:CPU runs strided convs and their input gradients (lhs-dilated convs) at
+  its usual conv rate, measured faster here than im2col's strided copies, but
+  their kernel gradients (rhs-dilated convs) up to 30x slower: only that one
+  goes through :func:`kernel_grad`.
   """
-  return im2col(x, w, s)
+  return _xla(x, w, s)
 
 
 def _conv_strided_fwd(x, w, s):
-  return im2col(x, w, s), (x, w)
+  return _xla(x, w, s), (x, w)
 
 
 def _conv_strided_bwd(s, res, dy):
   x, w = res
-  k, _, c, o = w.shape
-  n, h, wd, _ = x.shape
-  oh, ow = dy.shape[1], dy.shape[2]
   dy = dy.astype(x.dtype)
-  z = _dot(dy, w.transpose(3, 0, 1, 2).reshape(o, k * k * c))  # (N, oh, ow, k*k*C)
-  dx = jnp.zeros(x.shape, jnp.float32)
-  zero = jnp.zeros((), jnp.float32)
-  for i in range(k):
-    for j in range(k):
-      t = (i * k + j) * c
-      part = lax.slice_in_dim(z, t, t + c, axis=3).astype(jnp.float32)
-      cfg = ((0, 0, 0), (i, h - i - s * (oh - 1) - 1, s - 1), (j, wd - j - s * (ow - 1) - 1, s - 1),
-             (0, 0, 0))
-      dx = dx + lax.pad(part, zero, cfg)
-  return dx.astype(x.dtype), kernel_grad(x, dy, k, s).astype(w.dtype)
+  dx = jax.vjp(lambda x: _xla(x, w, s), x)[1](dy)[0]
+  return dx, kernel_grad(x, dy, w.shape[0], s).astype(w.dtype)
 
 
 _conv_strided.defvjp(_conv_strided_fwd, _conv_strided_bwd)
 conv_strided = jax.jit(_conv_strided, static_argnums=2)
+
+
+def _transposed(x, kernel, s: int, padding: int, output_padding: int):
+  k = kernel.shape[0]
+  lo = k - 1 - padding
+  return _xla(x, kernel[::-1, ::-1], 1, (s, s), ((lo, lo + output_padding),) * 2)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv_transpose(x, kernel, s: int, padding: int, output_padding: int):
+  """``F.conv_transpose2d`` (kernel (k, k, in, out), PyTorch's orientation).
+
+  XLA's lhs-dilated conv forward and its input gradient (a strided conv); the
+  kernel gradient, an rhs-dilated conv in XLA, as matmuls: dK[t] = sum_a
+  x[a]^T dy[s*a + t - padding], the stride-s correlation of the padded dy with x.
+  """
+  return _transposed(x, kernel, s, padding, output_padding)
+
+
+def _conv_transpose_fwd(x, kernel, s, padding, output_padding):
+  return _transposed(x, kernel, s, padding, output_padding), (x, kernel)
+
+
+def _conv_transpose_bwd(s, padding, output_padding, res, dy):
+  x, kernel = res
+  k, h = kernel.shape[0], x.shape[1]
+  dy = dy.astype(x.dtype)
+  dx = jax.vjp(lambda x: _transposed(x, kernel, s, padding, output_padding), x)[1](dy)[0]
+  need_h, need_w = s * (h - 1) + k, s * (x.shape[2] - 1) + k
+  dyp = jnp.pad(dy, ((0, 0), (padding, 0), (padding, 0), (0, 0)))[:, :need_h, :need_w]
+  dyp = jnp.pad(dyp, ((0, 0), (0, need_h - dyp.shape[1]), (0, need_w - dyp.shape[2]), (0, 0)))
+  dk = kernel_grad(dyp, x, k, s)  # (k, k, out, in)
+  return dx, dk.transpose(0, 1, 3, 2).astype(kernel.dtype)
+
+
+_conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
+conv_transpose = jax.jit(_conv_transpose, static_argnums=(2, 3, 4))
