@@ -37,6 +37,7 @@ def model_config() -> ml_collections.ConfigDict:
   m.n_downsample_E = 4       # stride-2 convs in the encoder
   m.dtype = 'float32'        # compute dtype ('float32' | 'bfloat16'); parameters stay float32
   m.remat = 'none'           # rematerialisation: 'none' | 'blocks' | 'full' (models/remat.py)
+  m.conv_lowering = 'auto'   # 'auto' (matmul rewrites on CPU, lax convs elsewhere) | 'xla' | 'matmul'
   return m
 
 
@@ -139,6 +140,7 @@ _CHOICES = (
     ('model.netG', ('global', 'local')), ('model.norm', ('instance', 'batch')),
     ('model.dtype', ('float32', 'bfloat16', 'float16')),
     ('model.remat', ('none', 'blocks', 'full')),
+    ('model.conv_lowering', ('auto', 'xla', 'matmul')),
     ('data.resize_or_crop', ('resize_and_crop', 'crop', 'scale_width', 'scale_width_and_crop',
                              'none')),
     ('data.check', ('off', 'sample', 'full')),

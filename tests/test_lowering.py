@@ -81,3 +81,20 @@ def test_switch_resolves_per_backend(monkeypatch):
     assert lowering.resolve(flops=1e3) == 'matmul'
   with pytest.raises(ValueError, match='not known'):
     lowering.resolve('cudnn')
+
+
+def test_config_option_selects_the_lowering(monkeypatch):
+  from conftest import tiny_model
+  from hdgan_jax import config as config_lib, models
+  monkeypatch.delenv(lowering.ENV, raising=False)
+  try:
+    models.make_generator(tiny_model(conv_lowering='xla'))
+    assert lowering.resolve(flops=1e12) == 'xla'
+    models.make_discriminator(tiny_model(conv_lowering='matmul'))
+    assert lowering.resolve(flops=1e3) == 'matmul'
+  finally:
+    lowering.set_default('auto')
+  c = config_lib.get_config()
+  c.model.conv_lowering = 'cudnn'
+  with pytest.raises(config_lib.ConfigError, match='conv_lowering'):
+    config_lib.validate(c)

@@ -12,7 +12,7 @@ from hdgan_jax.models.encoder import Encoder
 from hdgan_jax.models.generator import GlobalGenerator, LocalEnhancer, required_multiple
 from hdgan_jax.models.inputs import (check_label_ids, discriminator_input_nc,
                                      encode_input, generator_input_nc, instance_edges)
-from hdgan_jax.models import remat
+from hdgan_jax.models import lowering, remat
 from hdgan_jax.models.layers import resolve_dtype
 from hdgan_jax.models.segment import segment_mean
 
@@ -22,8 +22,18 @@ def remat_policy(cfg) -> str:
   return remat.check(cfg.get('remat', 'none'))
 
 
+def use_lowering(cfg) -> None:
+  """Makes ``cfg.conv_lowering`` the process's conv lowering (models/lowering.py).
+
+  Read when a function is traced, like a ``jax.config`` flag; every ``make_*``
+  below applies it, so building a network from a config selects its lowering.
+  """
+  lowering.set_default(cfg.get('conv_lowering', 'auto'))
+
+
 def make_generator(cfg, *, train: bool = False):
   """G from ``cfg.netG``: 'global' (G1) or 'local' (G1 + n local enhancers)."""
+  use_lowering(cfg)
   dtype = resolve_dtype(cfg.get('dtype', 'float32'))
   if cfg.netG == 'global':
     return GlobalGenerator(cfg.output_nc, cfg.ngf, cfg.n_downsample_global,
@@ -42,6 +52,7 @@ def make_generator(cfg, *, train: bool = False):
 
 def make_discriminator(cfg, *, train: bool = False):
   """The multi-scale D: ``num_D`` PatchGANs with ``n_layers_D`` layers."""
+  use_lowering(cfg)
   return MultiscaleDiscriminator(cfg.ndf, cfg.n_layers_D, cfg.num_D, cfg.norm,
                                  train=train, dtype=resolve_dtype(cfg.get('dtype', 'float32')),
                                  remat=remat_policy(cfg))
@@ -49,6 +60,7 @@ def make_discriminator(cfg, *, train: bool = False):
 
 def make_encoder(cfg, *, train: bool = False):
   """The feature encoder E with instance-wise average pooling."""
+  use_lowering(cfg)
   return Encoder(cfg.feat_num, cfg.nef, cfg.n_downsample_E, cfg.norm,
                  train=train, dtype=resolve_dtype(cfg.get('dtype', 'float32')),
                  remat=remat_policy(cfg))

@@ -11,9 +11,10 @@
   several times faster, which keeps tiny test models quick), ``'xla'`` on
   every other backend; resolved at trace time from ``jax.default_backend()``.
 
-Override with the ``model.conv_lowering`` option (applied around every network
-call by ``step.build``), ``HDGAN_CONV_LOWERING=xla|matmul`` in the environment,
-or ``with lowering.using('xla'):`` around tracing (tests and benchmarks). The
+Choose with the ``model.conv_lowering`` option (set for the process whenever a
+network is built from a config, ``models.use_lowering``),
+``HDGAN_CONV_LOWERING=xla|matmul`` in the environment (wins over the config), or
+``with lowering.using('xla'):`` around tracing (wins over both; tests, benchmarks). The
 choice is read when a function is traced: a jitted function keeps the lowering
 it was traced with.
 
@@ -36,11 +37,17 @@ ENV = 'HDGAN_CONV_LOWERING'
 _DN = ('NHWC', 'HWIO', 'NHWC')
 MATMUL_MIN_FLOPS = 50e6  # 'auto' on CPU: smaller convs keep XLA's conv
 _override = contextvars.ContextVar('hdgan_conv_lowering', default=None)
+_default = ['auto']  # model.conv_lowering of the last network built (set_default)
+
+
+def set_default(name: str) -> None:
+  """The process-wide lowering when neither ``using`` nor the environment says otherwise."""
+  _default[0] = setting(name)
 
 
 def setting(name=None) -> str:
-  """The requested lowering: ``name``, else the active override, the env, 'auto'."""
-  name = name or _override.get() or os.environ.get(ENV) or 'auto'
+  """The requested lowering: ``name``, else ``using``'s, the env's, ``set_default``'s."""
+  name = name or _override.get() or os.environ.get(ENV) or _default[0]
   if name not in KINDS:
     raise ValueError(f'conv lowering {name!r} is not known; use one of {KINDS} '
                      f'(model.conv_lowering or ${ENV})')

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hdgan_jax import mesh
-from hdgan_jax.models import remat
+from hdgan_jax.models import layers, remat
 
 BLOCKS = {'vgg19': (2, 2, 4, 4, 4), 'vgg16': (2, 2, 3, 3, 3)}
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -53,8 +53,9 @@ class VGG(nn.Module):
     def conv(_, x, *, b, i):
       if b > 1 and i == 1:
         x = nn.max_pool(x, (2, 2), (2, 2))
-      return mesh.constrain(nn.relu(nn.Conv(64 * 2 ** min(b - 1, 3), (3, 3), padding=((1, 1), (1, 1)),
-                                            dtype=self.dtype, name=f'conv{b}_{i}')(x)))
+      # layers.Conv: the same parameters as nn.Conv, lowered like every other conv.
+      return mesh.constrain(nn.relu(layers.Conv(64 * 2 ** min(b - 1, 3), 3, padding=1,
+                                                dtype=self.dtype, name=f'conv{b}_{i}')(x)))
     feats = []
     x = mesh.constrain(x)
     for b, n in enumerate(BLOCKS[self.arch], start=1):
