@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests  # two workers: most tests are single-threaded XLA compiles
 
 demo: $(STAMP)
 	$(BIN)/python -m hdgan_jax.main --config=experiments/demo.py --workdir=runs/demo

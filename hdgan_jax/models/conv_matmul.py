@@ -14,10 +14,12 @@ big operands instead:
 * :func:`outtaps`: for few output channels (G's last 7x7 conv to RGB, D's last
   conv to 1): one matmul to k*k*O channels, then k*k shifted adds.
 
-Strided and transposed convs keep XLA's forward and input gradient (as fast
-as im2col's strided copies here) and take only their kernel gradients, which
-XLA:CPU runs as slow rhs-dilated convs, through :func:`kernel_grad`
-(:func:`conv_strided`, :func:`conv_transpose`).
+Strided convs stay XLA's (forward and gradients measured as fast or faster
+than any rewrite here). Transposed convs keep XLA's forward and input gradient
+and take only their kernel gradients, which XLA:CPU runs as slow rhs-dilated
+convs (0.6-0.75 s against 0.04-0.14 s), through :func:`kernel_grad`
+(:func:`conv_transpose`). Which lowering runs for which shape is
+:func:`pick_s1`'s table, from ``benchmarks/conv_layers.py``.
 
 :func:`conv_s1` wraps the stride-1 lowerings in a custom VJP whose input
 gradient is again a stride-1 conv (of the padded output gradient with the
@@ -36,7 +38,13 @@ from jax import lax
 PATCH_BYTES = 160 << 20  # the largest patch (or shifted-gradient) matrix built in one piece
 WINOGRAD_MIN_CHANNELS = 128
 WINOGRAD_MIN_TILES = 256  # 2x2 output tiles per conv (batch included)
+IM2COL_KERNELS = (4, 7)  # stride-1 kernel sizes that run as (banded) im2col
 OUTTAPS_MAX_OUT = 4  # G's last conv to RGB, D's last conv to 1 channel
+
+
+def _xla(x, w, s: int, lhs_dilation=(1, 1), padding='VALID'):
+  return lax.conv_general_dilated(x, w, (s, s), padding, lhs_dilation=lhs_dilation,
+                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
 def _dot(a, b):
@@ -227,7 +235,14 @@ def kernel_grad(x, dy, k: int, s: int = 1):
 
 
 def pick_s1(x_shape, w_shape, dtype) -> str:
-  """The stride-1 lowering for this shape: 'outtaps' | 'winograd' | 'im2col'."""
+  """The stride-1 forward for this shape: 'outtaps' | 'winograd' | 'im2col' | 'xla'.
+
+  From ``benchmarks/conv_layers.py`` on the 2-core EPYC (forward, and forward
+  + both gradients): G's last 7x7 conv to RGB 8x faster as outtaps; G1's
+  residual convs (1024 channels at 32x64) 5x as Winograd; the 7x7 first conv
+  1.4x and D's stride-1 4x4 convs 15-29x (with their gradients) as im2col.
+  XLA's own conv is as fast or faster for the other 3x3 convs.
+  """
   k, _, c, o = w_shape
   if o <= OUTTAPS_MAX_OUT and k > 1:
     return 'outtaps'
@@ -236,7 +251,16 @@ def pick_s1(x_shape, w_shape, dtype) -> str:
   if (k == 3 and dtype == jnp.float32 and min(c, o) >= WINOGRAD_MIN_CHANNELS
       and tiles >= WINOGRAD_MIN_TILES):
     return 'winograd'
-  return 'im2col'
+  return 'im2col' if k in IM2COL_KERNELS else 'xla'
+
+
+def _matmul_grads(x_shape, w_shape, dtype) -> bool:
+  """Whether the gradients go through matmuls too (else XLA's own conv gradients).
+
+  Measured with gradients: the 7x7 convs' matmul gradients lose to XLA's
+  (1.9 s against 0.9 s for G's first conv at 256x512), D's 4x4 and Winograd's win.
+  """
+  return w_shape[0] != 7 and pick_s1(x_shape, w_shape, dtype) != 'xla'
 
 
 def _forward_s1(x, w):
@@ -245,7 +269,9 @@ def _forward_s1(x, w):
     return outtaps(x, w)
   if kind == 'winograd':
     return winograd(x, w)
-  return im2col(x, w)
+  if kind == 'im2col':
+    return im2col(x, w)
+  return _xla(x, w, 1)
 
 
 @jax.custom_vjp
@@ -262,6 +288,8 @@ def _conv_s1_bwd(res, dy):
   x, w = res
   k = w.shape[0]
   dy = dy.astype(x.dtype)
+  if not _matmul_grads(x.shape, w.shape, x.dtype):
+    return jax.vjp(lambda x, w: _xla(x, w, 1), x, w)[1](dy)
   dyp = jnp.pad(dy, ((0, 0), (k - 1, k - 1), (k - 1, k - 1), (0, 0)))
   dx = _forward_s1(dyp, w[::-1, ::-1].transpose(0, 1, 3, 2))
   dw = kernel_grad(x, dy, k).astype(w.dtype)
@@ -270,38 +298,6 @@ def _conv_s1_bwd(res, dy):
 
 _conv_s1.defvjp(_conv_s1_fwd, _conv_s1_bwd)
 conv_s1 = jax.jit(_conv_s1)  # one compiled call per shape when run eagerly; inlined under jit
-
-
-def _xla(x, w, s: int, lhs_dilation=(1, 1), padding='VALID'):
-  return lax.conv_general_dilated(x, w, (s, s), padding, lhs_dilation=lhs_dilation,
-                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv_strided(x, w, s: int):
-  """Stride-``s`` VALID conv: XLA's forward and input gradient, a matmul kernel gradient.
-
-  XLA:CPU runs strided convs and their input gradients (lhs-dilated convs) at
-  its usual conv rate, measured faster here than im2col's strided copies, but
-  their kernel gradients (rhs-dilated convs) up to 30x slower: only that one
-  goes through :func:`kernel_grad`.
-  """
-  return _xla(x, w, s)
-
-
-def _conv_strided_fwd(x, w, s):
-  return _xla(x, w, s), (x, w)
-
-
-def _conv_strided_bwd(s, res, dy):
-  x, w = res
-  dy = dy.astype(x.dtype)
-  dx = jax.vjp(lambda x: _xla(x, w, s), x)[1](dy)[0]
-  return dx, kernel_grad(x, dy, w.shape[0], s).astype(w.dtype)
-
-
-_conv_strided.defvjp(_conv_strided_fwd, _conv_strided_bwd)
-conv_strided = jax.jit(_conv_strided, static_argnums=2)
 
 
 def _transposed(x, kernel, s: int, padding: int, output_padding: int):

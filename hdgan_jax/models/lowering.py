@@ -78,14 +78,13 @@ def conv2d(x, kernel, stride: int = 1, padding: int = 0):
   """``F.conv2d(x, kernel, stride, padding)`` in NHWC / HWIO."""
   k = kernel.shape[0]
   out_px = ((x.shape[1] + 2 * padding - k) // stride + 1) * ((x.shape[2] + 2 * padding - k) // stride + 1)
-  if resolve(flops=2 * x.shape[0] * out_px * kernel.size) == 'xla':
+  if stride > 1 or resolve(flops=2 * x.shape[0] * out_px * kernel.size) == 'xla':
+    # Strided convs: XLA's own, forward and gradients, measured fastest on CPU too.
     return lax.conv_general_dilated(x, kernel, (stride, stride), ((padding, padding),) * 2,
                                     dimension_numbers=_DN)
   if padding:
     x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-  if stride == 1:
-    return conv_matmul.conv_s1(x, kernel)
-  return conv_matmul.conv_strided(x, kernel, stride)
+  return conv_matmul.conv_s1(x, kernel)
 
 
 def conv_transpose2d(x, kernel, stride: int, padding: int, output_padding: int):
