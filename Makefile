@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile tests  # two workers: most tests are single-threaded XLA compiles
+	$(BIN)/python -m pytest -n 3 --dist loadfile --durations=15 tests  # 3 workers: most tests are single-threaded XLA compiles or wait on subprocesses
 
 demo: $(STAMP)
 	$(BIN)/python -m hdgan_jax.main --config=experiments/demo.py --workdir=runs/demo

@@ -82,12 +82,11 @@ def rendered(r, label, inst, cluster=None):
 
 
 def assert_pixels(got, want, what=''):
-  """Exact on CPU (measured); at most one grey level elsewhere (other conv algorithms)."""
+  """At most one grey level (the artefact runs plain XLA convs, meant for every platform,
+  the renderer the CPU's matmul rewrites), and on all but a few pixels exact."""
   assert got.dtype == want.dtype == np.uint8 and got.shape == want.shape, what
-  if jax.default_backend() == 'cpu':
-    np.testing.assert_array_equal(got, want, err_msg=what)
-  else:
-    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1, what
+  diff = np.abs(got.astype(int) - want.astype(int))
+  assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (what, diff.max(), (diff > 0).mean())
 
 
 @pytest.fixture(scope='module')

@@ -37,10 +37,12 @@ def test_bfloat16_keeps_float32_state_and_losses():
 def test_bfloat16_generator_is_close_to_float32():
   batch = make_batch(h=32, w=64)
   out = {}
+  params = None  # parameters are float32 under both compute dtypes: initialise once
   for dtype in ('float32', 'bfloat16'):
     c = precision_config(dtype)
     nets = step.build(c, steps_per_epoch=10)
-    params = step.init_state(nets, c, jax.random.PRNGKey(0), height=32, width=64).g_params
+    if params is None:
+      params = step.init_state(nets, c, jax.random.PRNGKey(0), height=32, width=64).g_params
     out[dtype] = np.asarray(jax.jit(lambda p, b: step.generator_forward(nets, c, p, b)[1])(params, batch))
   assert out['bfloat16'].dtype == np.float32
   err = np.abs(out['bfloat16'] - out['float32'])

@@ -54,6 +54,20 @@ def setting(name=None) -> str:
   return name
 
 
+def _flops(*dims) -> float:
+  """2 * product of ``dims``; 0 when one is symbolic (``jax.export``'s batch).
+
+  A function exported with a symbolic shape is meant for several platforms, so
+  'auto' gives it the plain XLA convs every platform runs.
+  """
+  total = 2.0
+  for d in dims:
+    if not isinstance(d, int):
+      return 0.0
+    total *= d
+  return total
+
+
 def resolve(name=None, flops: float = float('inf')) -> str:
   """'xla' or 'matmul' for a conv of ``flops`` multiply-adds x 2 under ``setting(name)``."""
   name = setting(name)
@@ -77,8 +91,8 @@ def using(name):
 def conv2d(x, kernel, stride: int = 1, padding: int = 0):
   """``F.conv2d(x, kernel, stride, padding)`` in NHWC / HWIO."""
   k = kernel.shape[0]
-  out_px = ((x.shape[1] + 2 * padding - k) // stride + 1) * ((x.shape[2] + 2 * padding - k) // stride + 1)
-  if stride > 1 or resolve(flops=2 * x.shape[0] * out_px * kernel.size) == 'xla':
+  oh, ow = (x.shape[1] + 2 * padding - k) // stride + 1, (x.shape[2] + 2 * padding - k) // stride + 1
+  if stride > 1 or resolve(flops=_flops(x.shape[0], oh, ow, kernel.size)) == 'xla':
     # Strided convs: XLA's own, forward and gradients, measured fastest on CPU too.
     return lax.conv_general_dilated(x, kernel, (stride, stride), ((padding, padding),) * 2,
                                     dimension_numbers=_DN)
@@ -95,7 +109,7 @@ def conv_transpose2d(x, kernel, stride: int, padding: int, output_padding: int):
   """
   k, s = kernel.shape[0], stride
   lo = k - 1 - padding
-  if resolve(flops=2 * x.shape[0] * x.shape[1] * x.shape[2] * kernel.size) == 'xla':
+  if resolve(flops=_flops(x.shape[0], x.shape[1], x.shape[2], kernel.size)) == 'xla':
     return lax.conv_general_dilated(x, kernel[::-1, ::-1], (1, 1),
                                     ((lo, lo + output_padding),) * 2, lhs_dilation=(s, s),
                                     dimension_numbers=_DN)
