@@ -65,15 +65,15 @@ def setup(log_dir: Optional[str], *, verbose: bool = False,
   for h in list(root.handlers):
     root.removeHandler(h)
   root.addHandler(handler)
-  _native_stderr_to(path)
+  _native_fd_to(2, 'stderr', path)
   if process_index is not None:  # gloo prints its connection lines on stdout
-    _native_stdout_to(path)
+    _native_fd_to(1, 'stdout', path)
   _state['log_path'] = path
   return path
 
 
-def _native_stderr_to(path: str) -> None:
-  """C++ libraries' stderr (TensorFlow, XLA) into ``path``; Python's sys.stderr stays on the terminal.
+def _native_fd_to(fd: int, stream: str, path: str) -> None:
+  """C++ libraries' writes to ``fd`` into ``path``; ``sys.<stream>`` stays on the terminal.
 
   TensorFlow prints INFO lines through absl's C++ logging before any
   environment setting can reach it, so the file descriptor itself is moved:
@@ -81,26 +81,13 @@ def _native_stderr_to(path: str) -> None:
   duplicate of the original terminal descriptor.
   """
   try:
-    sys.stderr.flush()
-    terminal = os.dup(2)
+    getattr(sys, stream).flush()
+    terminal = os.dup(fd)
     log_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    os.dup2(log_fd, 2)
+    os.dup2(log_fd, fd)
     os.close(log_fd)
-    sys.stderr = os.fdopen(terminal, 'w', buffering=1, encoding='utf-8', errors='replace')
-  except (OSError, ValueError, AttributeError):  # no real fd 2 (e.g. some notebooks): keep as is
-    pass
-
-
-def _native_stdout_to(path: str) -> None:
-  """C++ libraries' stdout into ``path`` too; ``sys.stdout`` keeps the terminal (see above)."""
-  try:
-    sys.stdout.flush()
-    terminal = os.dup(1)
-    log_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    os.dup2(log_fd, 1)
-    os.close(log_fd)
-    sys.stdout = os.fdopen(terminal, 'w', buffering=1, encoding='utf-8', errors='replace')
-  except (OSError, ValueError, AttributeError):
+    setattr(sys, stream, os.fdopen(terminal, 'w', buffering=1, encoding='utf-8', errors='replace'))
+  except (OSError, ValueError, AttributeError):  # no real fd (e.g. some notebooks): keep as is
     pass
 
 
