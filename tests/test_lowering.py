@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hdgan_jax.models import conv_matmul, layers, lowering
+from hdgan_jax.models import conv_bands, conv_matmul, conv_rows, layers, lowering
 
 
 def _check(fn, x, w, *args, rtol=2e-5):
@@ -33,13 +33,26 @@ def _data(seed, x_shape, w_shape):
 
 @pytest.mark.parametrize('h,w,k,s,p,cin,cout', [
     (9, 13, 4, 1, 2, 5, 7),     # im2col (D's stride-1 4x4)
-    (12, 16, 7, 1, 3, 6, 3),    # outtaps (few outputs): G's last conv
+    (12, 16, 7, 1, 3, 6, 3),    # planar outtaps (few outputs): G's last 7x7 conv
     (10, 7, 4, 1, 2, 8, 1),     # outtaps, even kernel: D's last conv
-    (11, 9, 7, 1, 3, 4, 8),     # im2col forward, XLA's gradients: G's first 7x7 conv
+    (11, 9, 7, 1, 3, 4, 8),     # rowcol forward, XLA's gradients: G's first 7x7 conv
+    (5, 6, 3, 1, 1, 4, 2),      # outtaps, 3x3 kernel
 ])
 def test_conv2d_lowerings_agree(h, w, k, s, p, cin, cout):
   x, kern = _data(h * w + k, (2, h, w, cin), (k, k, cin, cout))
   _check(layers.conv2d, x, kern, s, p)
+
+
+def test_column_patch_is_the_shifted_windows():
+  x = jnp.arange(2 * 3 * 9 * 5, dtype=jnp.float32).reshape(2, 3, 9, 5)
+  got = conv_rows.column_patch(x, 4, 6)
+  want = jnp.concatenate([x[:, :, j:j + 6] for j in range(4)], axis=-1)
+  np.testing.assert_array_equal(got, want)
+
+
+def test_seven_by_seven_lowerings_are_picked():
+  assert conv_matmul.pick_s1((1, 70, 70, 36), (7, 7, 36, 64), jnp.float32) == 'rowcol'
+  assert conv_matmul.pick_s1((1, 70, 70, 64), (7, 7, 64, 3), jnp.float32) == 'planar'
 
 
 @pytest.mark.parametrize('h,w', [(8, 12), (7, 9)])  # even and odd output sizes
@@ -53,7 +66,7 @@ def test_winograd_agrees(monkeypatch, h, w):
 
 def test_banded_matmuls_agree(monkeypatch):
   """Patch matrices larger than PATCH_BYTES are built band by band."""
-  monkeypatch.setattr(conv_matmul, "PATCH_BYTES", 24 << 10)
+  monkeypatch.setattr(conv_bands, "PATCH_BYTES", 24 << 10)
   for k, s, p, cout in ((4, 1, 2, 20), (7, 1, 3, 2), (7, 1, 3, 20)):
     x, kern = _data(k + s, (1, 15, 11, 3), (k, k, 3, cout))
     _check(layers.conv2d, x, kern, s, p)

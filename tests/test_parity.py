@@ -1,12 +1,23 @@
-"""Converted NVIDIA weights reproduce NVIDIA's outputs (vectors in tests/data)."""
+"""Converted NVIDIA weights reproduce NVIDIA's outputs (vectors in tests/data).
+
+The network tests run under both conv lowerings: plain XLA convs (GPU, TPU)
+and the CPU matmul rewrites, forced here for every conv size.
+"""
 
 import numpy as np
 import pytest
 
 from conftest import ref, ref_state_dict, tiny_model
 from hdgan_jax import convert, models
+from hdgan_jax.models import lowering
 
 TOL = 1e-4
+
+
+@pytest.fixture(params=['xla', 'matmul'])
+def conv_lowering(request):
+  with lowering.using(request.param):
+    yield request.param
 
 
 def test_edges_and_encoded_input_match_original():
@@ -18,7 +29,7 @@ def test_edges_and_encoded_input_match_original():
   np.testing.assert_array_equal(np.asarray(enc), z['encoded'])
 
 
-def test_global_generator_parity():
+def test_global_generator_parity(conv_lowering):
   z = ref('global_G.npz')
   cfg = tiny_model(netG='global', ngf=int(z['ngf']), n_downsample_global=int(z['n_downsample_global']),
                    n_blocks_global=int(z['n_blocks_global']))
@@ -28,7 +39,7 @@ def test_global_generator_parity():
   assert np.abs(y - z['y']).max() <= TOL
 
 
-def test_local_enhancer_parity_with_two_enhancers():
+def test_local_enhancer_parity_with_two_enhancers(conv_lowering):
   z = ref('local_G.npz')
   cfg = tiny_model(netG='local', ngf=int(z['ngf']), n_downsample_global=int(z['n_downsample_global']),
                    n_blocks_global=int(z['n_blocks_global']),
@@ -38,7 +49,7 @@ def test_local_enhancer_parity_with_two_enhancers():
   assert np.abs(y - z['y']).max() <= TOL
 
 
-def test_multiscale_discriminator_parity_every_feature():
+def test_multiscale_discriminator_parity_every_feature(conv_lowering):
   z = ref('multiscale_D.npz')
   cfg = tiny_model(ndf=int(z['ndf']), n_layers_D=int(z['n_layers_D']), num_D=int(z['num_D']))
   v = convert.from_pix2pixhd(ref_state_dict(z), 'D', cfg)
@@ -52,7 +63,7 @@ def test_multiscale_discriminator_parity_every_feature():
       assert np.abs(np.asarray(f) - want).max() <= TOL, (i, j)
 
 
-def test_encoder_pooled_parity():
+def test_encoder_pooled_parity(conv_lowering):
   z = ref('encoder.npz')
   cfg = tiny_model(nef=int(z['nef']), n_downsample_E=int(z['n_downsample_E']),
                    feat_num=int(z['feat_num']))

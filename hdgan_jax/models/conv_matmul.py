@@ -7,12 +7,13 @@ numbers as a VALID conv (NHWC input, HWIO kernel) through ``dot_general`` on
 big operands instead:
 
 * :func:`im2col`: the window's taps concatenated along channels, one matmul with
-  K = k*k*C; banded over output rows so the patch matrix stays under
-  :data:`PATCH_BYTES` (the 7x7 convs at 2048x1024 would need gigabytes).
+  K = k*k*C; banded over output rows (:mod:`conv_bands`) so the patch matrix
+  stays under ``PATCH_BYTES``. Used for D's 4x4 convs on wide channels; G's 7x7
+  convs on few channels use :mod:`conv_rows`, which builds no full patch.
 * :func:`winograd`: F(2x2, 3x3) for stride-1 3x3 convs on wide channels: 16
   matmuls of K = C on 4x4 input tiles, 2.25x fewer multiplies than direct.
-* :func:`outtaps`: for few output channels (G's last 7x7 conv to RGB, D's last
-  conv to 1): one matmul to k*k*O channels, then k*k shifted adds.
+* :func:`outtaps`: for few output channels (D's last conv to 1): one matmul
+  to k*k*O channels, then k*k shifted adds.
 
 Strided convs stay XLA's (forward and gradients measured as fast or faster
 than any rewrite here). Transposed convs keep XLA's forward and input gradient
@@ -35,10 +36,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-PATCH_BYTES = 160 << 20  # the largest patch (or shifted-gradient) matrix built in one piece
+from hdgan_jax.models import conv_bands as bands, conv_rows
+
 WINOGRAD_MIN_CHANNELS = 128
 WINOGRAD_MIN_TILES = 256  # 2x2 output tiles per conv (batch included)
-IM2COL_KERNELS = (4, 7)  # stride-1 kernel sizes that run as (banded) im2col
+IM2COL_KERNELS = (4,)  # stride-1 kernel sizes that run as (banded) im2col (D's 4x4)
+ROWS_KERNEL = 7  # G's 7x7 convs: conv_rows' lowerings
 OUTTAPS_MAX_OUT = 4  # G's last conv to RGB, D's last conv to 1 channel
 
 
@@ -47,44 +50,8 @@ def _xla(x, w, s: int, lhs_dilation=(1, 1), padding='VALID'):
                                   dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
-def _dot(a, b):
-  """(..., K) @ (K, O) with float32 accumulation, result in ``a``'s dtype."""
-  y = lax.dot_general(a, b, (((a.ndim - 1,), (0,)), ((), ())),
-                      preferred_element_type=jnp.float32)
-  return y.astype(a.dtype)
-
-
 def out_size(x_shape, k: int, s: int):
   return (x_shape[1] - k) // s + 1, (x_shape[2] - k) // s + 1
-
-
-def _rows_per_band(rows: int, bytes_per_row: int) -> int:
-  """Output rows per band so that a band's matrices stay under PATCH_BYTES."""
-  return max(1, min(rows, PATCH_BYTES // max(bytes_per_row, 1)))
-
-
-def _pad_rows(x, rows: int):
-  """Zero rows at the bottom up to ``rows`` (bands past the end read zeros)."""
-  extra = rows - x.shape[1]
-  return jnp.pad(x, ((0, 0), (0, extra), (0, 0), (0, 0))) if extra > 0 else x
-
-
-def _map_bands(band, rows: int, per: int):
-  """``band(r0)`` for r0 = 0, per, 2*per, ...: one call if a single band, else ``lax.map``.
-
-  ``lax.map`` keeps one band's buffers alive at a time and compiles the body
-  once, where a Python loop would unroll hundreds of bands at 2048x1024.
-  """
-  nb = -(-rows // per)
-  if nb == 1:
-    return band(0)[None]
-  return lax.map(band, jnp.arange(nb, dtype=jnp.int32) * per)
-
-
-def _join_bands(ys, rows: int):
-  """(bands, N, per, W, O) -> (N, rows, W, O)."""
-  nb, n, per = ys.shape[:3]
-  return jnp.moveaxis(ys, 0, 1).reshape((n, nb * per) + ys.shape[3:])[:, :rows]
 
 
 def space_to_depth(x, k: int, s: int, oh: int, ow: int):
@@ -99,7 +66,7 @@ def space_to_depth(x, k: int, s: int, oh: int, ow: int):
     return x, [(i, j, 0) for i in range(k) for j in range(k)]
   n, _, _, c = x.shape
   rows, cols = oh + (k - 1) // s, ow + (k - 1) // s
-  x = _pad_rows(x[:, :s * rows, :s * cols], s * rows)
+  x = bands.pad_rows(x[:, :s * rows, :s * cols], s * rows)
   x = jnp.pad(x, ((0, 0), (0, 0), (0, s * cols - x.shape[2]), (0, 0)))
   x = x.reshape(n, rows, s, cols, s, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, rows, cols, s * s * c)
   return x, [(i // s, j // s, ((i % s) * s + j % s) * c) for i in range(k) for j in range(k)]
@@ -119,14 +86,14 @@ def tap_matmul(x, taps, wm, oh: int, ow: int, c: int = 0):
   """
   n, c = x.shape[0], c or x.shape[-1]
   reach = max(t[0] for t in taps)
-  per = _rows_per_band(oh, n * ow * len(taps) * c * x.dtype.itemsize)
-  x = _pad_rows(x, -(-oh // per) * per + reach)
+  per = bands.rows_per_band(oh, n * ow * len(taps) * c * x.dtype.itemsize)
+  x = bands.pad_rows(x, -(-oh // per) * per + reach)
 
   def band(r0):
     xb = lax.dynamic_slice_in_dim(x, r0, per + reach, axis=1)
     cols = [_tap(xb, t, per, ow, c) for t in taps]
-    return _dot(jnp.concatenate(cols, axis=-1) if len(cols) > 1 else cols[0], wm)
-  return _join_bands(_map_bands(band, oh, per), oh)
+    return bands.dot(jnp.concatenate(cols, axis=-1) if len(cols) > 1 else cols[0], wm)
+  return bands.join_bands(bands.map_bands(band, oh, per), oh)
 
 
 def im2col(x, w, s: int = 1):
@@ -143,18 +110,18 @@ def outtaps(x, w):
   n, h, wd, _ = x.shape
   oh, ow = h - k + 1, wd - k + 1
   wm = w.transpose(2, 0, 1, 3).reshape(c, k * k * o)
-  per = _rows_per_band(oh, n * wd * k * k * o * 4)
-  x = _pad_rows(x, -(-oh // per) * per + k - 1)
+  per = bands.rows_per_band(oh, n * wd * k * k * o * 4)
+  x = bands.pad_rows(x, -(-oh // per) * per + k - 1)
 
   def band(r0):
-    z = _dot(lax.dynamic_slice_in_dim(x, r0, per + k - 1, axis=1), wm).astype(jnp.float32)
+    z = bands.dot(lax.dynamic_slice_in_dim(x, r0, per + k - 1, axis=1), wm).astype(jnp.float32)
     y = 0.0
     for i in range(k):
       for j in range(k):
         t = (i * k + j) * o
         y = y + lax.slice(z, (0, i, j, t), (n, i + per, j + ow, t + o))
     return y.astype(x.dtype)
-  return _join_bands(_map_bands(band, oh, per), oh)
+  return bands.join_bands(bands.map_bands(band, oh, per), oh)
 
 
 def _bt(d, axis: int, tiles: int):
@@ -204,10 +171,10 @@ def kernel_grad(x, dy, k: int, s: int = 1):
   contract = lambda a, b: lax.dot_general(a, b, (((0, 1, 2), (0, 1, 2)), ((), ())),
                                           preferred_element_type=jnp.float32)
   if s == 1 and o <= OUTTAPS_MAX_OUT:
-    per = _rows_per_band(oh, n * wd * k * k * o * 4)
+    per = bands.rows_per_band(oh, n * wd * k * k * o * 4)
     rows = -(-oh // per) * per
-    dy = _pad_rows(dy, rows)
-    x = _pad_rows(x, rows + k - 1)
+    dy = bands.pad_rows(dy, rows)
+    x = bands.pad_rows(x, rows + k - 1)
     hb = per + k - 1
 
     def band(r0):  # this band's dy rows only, so no pair is counted twice
@@ -218,32 +185,35 @@ def kernel_grad(x, dy, k: int, s: int = 1):
                                            (n, k - 1 - i + hb, k - 1 - j + wd, o))
                                  for i in range(k) for j in range(k)], axis=-1)
       return contract(lax.dynamic_slice_in_dim(x, r0, hb, axis=1), shifted)  # (C, k*k*O)
-    dw = jnp.sum(_map_bands(band, oh, per), axis=0)
+    dw = jnp.sum(bands.map_bands(band, oh, per), axis=0)
     return dw.reshape(c, k, k, o).transpose(1, 2, 0, 3)
   x, taps = space_to_depth(x, k, s, oh, ow)
-  per = _rows_per_band(oh, n * ow * k * k * c * x.dtype.itemsize)
+  per = bands.rows_per_band(oh, n * ow * k * k * c * x.dtype.itemsize)
   rows = -(-oh // per) * per
   reach = max(t[0] for t in taps)
-  dy = _pad_rows(dy, rows)
-  x = _pad_rows(x, rows + reach)
+  dy = bands.pad_rows(dy, rows)
+  x = bands.pad_rows(x, rows + reach)
 
   def band(r0):
     xb = lax.dynamic_slice_in_dim(x, r0, per + reach, axis=1)
     cols = jnp.concatenate([_tap(xb, t, per, ow, c) for t in taps], axis=-1)
     return contract(cols, lax.dynamic_slice_in_dim(dy, r0, per, axis=1))
-  return jnp.sum(_map_bands(band, oh, per), axis=0).reshape(k, k, c, o)
+  return jnp.sum(bands.map_bands(band, oh, per), axis=0).reshape(k, k, c, o)
 
 
 def pick_s1(x_shape, w_shape, dtype) -> str:
-  """The stride-1 forward for this shape: 'outtaps' | 'winograd' | 'im2col' | 'xla'.
+  """The stride-1 forward for this shape: 'planar' | 'rowcol' | 'outtaps' | 'winograd' | 'im2col' | 'xla'.
 
-  From ``benchmarks/conv_layers.py`` on the 2-core EPYC (forward, and forward
-  + both gradients): G's last 7x7 conv to RGB 8x faster as outtaps; G1's
-  residual convs (1024 channels at 32x64) 5x as Winograd; the 7x7 first conv
-  1.4x and D's stride-1 4x4 convs 15-29x (with their gradients) as im2col.
-  XLA's own conv is as fast or faster for the other 3x3 convs.
+  From ``benchmarks/conv_layers.py`` and per-layer timings on the 2-core EPYC:
+  G's 7x7 convs as :mod:`conv_rows` (the last one to RGB 5.7x faster than
+  XLA as 'planar' outtaps at 512x1024, the first one 1.5x faster than the
+  im2col it replaced as 'rowcol'); G1's residual convs (1024 channels at 32x64)
+  5x as Winograd; D's stride-1 4x4 convs 15-29x (with their gradients) as
+  im2col. XLA's own conv is as fast or faster for the other 3x3 convs.
   """
   k, _, c, o = w_shape
+  if k == ROWS_KERNEL:
+    return 'planar' if o <= OUTTAPS_MAX_OUT else 'rowcol'
   if o <= OUTTAPS_MAX_OUT and k > 1:
     return 'outtaps'
   oh, ow = x_shape[1] - k + 1, x_shape[2] - k + 1
@@ -257,14 +227,20 @@ def pick_s1(x_shape, w_shape, dtype) -> str:
 def _matmul_grads(x_shape, w_shape, dtype) -> bool:
   """Whether the gradients go through matmuls too (else XLA's own conv gradients).
 
-  Measured with gradients: the 7x7 convs' matmul gradients lose to XLA's
-  (1.9 s against 0.9 s for G's first conv at 256x512), D's 4x4 and Winograd's win.
+  Measured with gradients: the 7x7 convs' matmul kernel gradients lose to
+  XLA's (1.9 s against 0.9 s for G's first conv at 256x512 as an im2col
+  correlation; 1.7 s against 0.6 s on one core from column patches), so they
+  keep XLA's; D's 4x4 and Winograd's win.
   """
   return w_shape[0] != 7 and pick_s1(x_shape, w_shape, dtype) != 'xla'
 
 
 def _forward_s1(x, w):
   kind = pick_s1(x.shape, w.shape, x.dtype)
+  if kind == 'planar':
+    return conv_rows.planar_outtaps(x, w)
+  if kind == 'rowcol':
+    return conv_rows.rowcol(x, w)
   if kind == 'outtaps':
     return outtaps(x, w)
   if kind == 'winograd':
