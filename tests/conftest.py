@@ -1,11 +1,37 @@
-"""Shared fixtures: tiny model configs and the committed reference vectors."""
+"""Shared fixtures: tiny model configs and the committed reference vectors.
+
+Also one persistent JAX compilation cache per test run (a fresh temporary
+folder, removed at the end), shared by the pytest-xdist workers: many tests
+train the same tiny config again (resume, refusals, NaN stops, copies of
+``full_run``), and each ``train_and_evaluate`` traces new closures, so without
+the cache every one of them recompiled the same train step for ~20 s. Only
+this process and its workers use it; subprocesses that tests start get no
+cache unless a test gives them one (tests/test_multiprocess.py does).
+"""
 
 import os
+import shutil
+import tempfile
 
+import jax
 import numpy as np
 import pytest
 
 from hdgan_jax import config, train
+
+_CACHE_ENV = 'HDGAN_TEST_JAX_CACHE'
+
+
+def pytest_configure(config):
+  if os.environ.get(_CACHE_ENV) is None:  # the controller (or a run without xdist)
+    os.environ[_CACHE_ENV] = tempfile.mkdtemp(prefix='hdgan_jax_test_cache_')
+    config._hdgan_jax_cache_owner = True  # workers inherit the variable, the owner removes it
+  jax.config.update('jax_compilation_cache_dir', os.environ[_CACHE_ENV])
+
+
+def pytest_unconfigure(config):
+  if getattr(config, '_hdgan_jax_cache_owner', False):
+    shutil.rmtree(os.environ.pop(_CACHE_ENV), ignore_errors=True)
 
 DATA = os.path.join(os.path.dirname(__file__), 'data')
 SHARED = os.path.join(os.path.dirname(__file__), '..', '..', 'shared')
