@@ -1,0 +1,60 @@
+"""The training command stops cleanly: one-line config errors, and Ctrl-C keeps the checkpoints.
+
+Real ``python -m hdgan_jax.main`` subprocesses on the demo config; split from
+test_robust_training.py (which shares a finished run) so that pytest-xdist
+can run the two files on different workers.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from hdgan_jax import checkpoint
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _main(args, **kw):
+  return subprocess.Popen([sys.executable, '-m', 'hdgan_jax.main', '--config=experiments/demo.py',
+                           *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, **kw)
+
+
+def test_cli_errors_are_one_line(tmp_path):
+  p = _main([f'--workdir={tmp_path / "wd"}', '--config.batch_size=0'])
+  out, err = p.communicate(timeout=300)
+  assert p.returncode == 1
+  assert err.strip().startswith('error: bad config: batch_size=0 must be >= 1'), err
+  assert 'Traceback' not in err and len(err.strip().splitlines()) == 1, err
+  p = _main([f'--workdir={tmp_path / "wd"}', '--config.batch_size=0', '--verbose'])
+  _, err = p.communicate(timeout=300)
+  assert 'Traceback' in err  # --verbose shows it
+
+
+def test_ctrl_c_keeps_the_checkpoints_and_says_how_to_resume(tmp_path):
+  wd = tmp_path / 'wd'
+  p = _main([f'--workdir={wd}', '--config.num_train_steps=400', '--config.eval_semantic=False',
+             '--config.checkpoint_every_steps=2', '--config.sample_every_steps=1000',
+             '--config.data.demo_num_images=8', '--config.model.ngf=4',
+             '--config.model.ndf=4', '--config.data.num_workers=0', '--config.log_every_steps=1',
+             '--config.data.demo_height=32', '--config.data.demo_width=64',
+             '--config.no_vgg_loss=True', '--config.model.n_blocks_global=1',
+             # the smallest model that trains (less to compile): Ctrl-C does not depend on it
+             '--config.model.n_downsample_global=1', '--config.model.num_D=1',
+             '--config.model.n_layers_D=1', '--config.batch_size=2'])
+  deadline = time.time() + 400
+  while not os.path.exists(wd / 'checkpoints' / '2') and time.time() < deadline:
+    time.sleep(0.5)
+  assert p.poll() is None, p.communicate()
+  p.send_signal(signal.SIGINT)
+  out, err = p.communicate(timeout=300)
+  assert p.returncode == 130, (out, err)
+  assert 'run the same command to resume' in out, out
+  assert 'Traceback' not in err, err
+  steps = checkpoint.reader(str(wd)).all_steps()
+  assert steps and not [f for f in os.listdir(wd / 'checkpoints') if 'tmp' in f]
+  rows = [json.loads(line) for line in open(wd / 'metrics.jsonl')]
+  assert rows and max(r['step'] for r in rows) >= max(steps)
