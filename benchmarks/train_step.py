@@ -27,7 +27,7 @@ from absl import app, flags
 import jax
 import numpy as np
 
-from hdgan_jax import config as config_lib, step
+from hdgan_jax import config as config_lib, host_memory, models, step
 from hdgan_jax.models import lowering, vgg
 
 import conv_layers
@@ -72,13 +72,15 @@ def main(_):
            'inst': rng.integers(0, 3, (n, h, w)).astype(np.uint16),
            'image': np.tanh(rng.normal(size=(n, h, w, 3))).astype(np.float32)}
   nets = step.build(c, steps_per_epoch=1000)
-  state = step.init_state(nets, c, jax.random.PRNGKey(0), height=h, width=w)
-  if FLAGS.infer:
+  mesh = step.make_mesh()
+  if FLAGS.infer:  # the generator's parameters only, as the original's test.py loads them
+    g_params = {'G': _loaded_params(*models.make_module_and_inputs('G', m))}
     fn = jax.jit(lambda p, b: step.generator_forward(nets, c, p, b)[1])
-    args = (state.g_params, batch)
+    args = (g_params, batch)
     run = lambda a: fn(*a).block_until_ready()
   else:
-    mesh = step.make_mesh()
+    # As training does: the state born on the mesh from one jitted init.
+    state = step.init_state(nets, c, jax.random.PRNGKey(0), height=h, width=w, mesh=mesh)
     state = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
     fn = step.jit_train_step(nets, c, mesh, state)
     holder = [state]
@@ -92,6 +94,7 @@ def main(_):
   t0 = time.perf_counter()
   compiled = lowered.compile()
   compile_s = time.perf_counter() - t0
+  host_memory.trim()  # as training does after its first step
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flop = float(cost.get('flops', 0.0)) if cost else 0.0
@@ -124,6 +127,18 @@ def main(_):
     conv_layers.print_table(rows, rate, grads=not FLAGS.infer)
     res['layers'] = rows
   print('RESULT ' + json.dumps(res))
+
+
+def _loaded_params(module, dummies):
+  """Random parameters of ``module`` made leaf by leaf on the host, as if loaded from a file.
+
+  Inference loads trained weights; running ``init`` instead would add its own
+  transient memory (random bits for every weight at once) to the peak RSS.
+  """
+  shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), *dummies)['params']
+  rng = np.random.default_rng(0)
+  return jax.tree.map(lambda s: jax.device_put((rng.standard_normal(s.shape, np.float32) * 0.02)),
+                      shapes)
 
 
 def _random_vgg19() -> str:

@@ -19,7 +19,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
 from hdgan_jax import (checkpoint, config as config_lib, console, convert, eval_semantic,
-                       fileutil, reporting, run as run_lib, step as step_lib,
+                       fileutil, host_memory, reporting, run as run_lib, step as step_lib,
                        workdir_lock)
 from hdgan_jax.convert import io as weight_io
 from hdgan_jax.data import check as data_check, demo, pipeline, sources
@@ -192,6 +192,8 @@ def _train(config, workdir: str) -> Dict[str, float]:
       batch = _global_batch(next(it), data_sharding)
       state, metrics = train_fn(state, batch, jax.random.fold_in(rng, s))
       done = s + 1
+      if done == start + 1:
+        host_memory.trim()  # what compiling freed, before the run's peak
       log_now = done % config.log_every_steps == 0 or done == num_steps
       ckpt_now = done % config.checkpoint_every_steps == 0 or done == num_steps
       if log_now or ckpt_now:

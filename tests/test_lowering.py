@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hdgan_jax.models import conv_bands, conv_matmul, layers, lowering
+from hdgan_jax.models import conv_bands, conv_matmul, conv_rows, layers, lowering
 
 
 def _check(fn, x, w, *args, rtol=2e-5):
@@ -35,6 +35,7 @@ def _data(seed, x_shape, w_shape):
     (9, 13, 4, 1, 2, 5, 7),     # im2col (D's stride-1 4x4)
     (12, 16, 7, 1, 3, 6, 3),    # planar outtaps (few outputs): G's last 7x7 conv
     (10, 7, 4, 1, 2, 8, 1),     # outtaps, even kernel: D's last conv
+    (11, 9, 7, 1, 3, 4, 8),     # rowcol forward, XLA's gradients: G's first 7x7 conv
     (5, 6, 3, 1, 1, 4, 2),      # outtaps, 3x3 kernel
 ])
 def test_conv2d_lowerings_agree(h, w, k, s, p, cin, cout):
@@ -42,8 +43,15 @@ def test_conv2d_lowerings_agree(h, w, k, s, p, cin, cout):
   _check(layers.conv2d, x, kern, s, p)
 
 
+def test_column_patch_is_the_shifted_windows():
+  x = jnp.arange(2 * 3 * 9 * 5, dtype=jnp.float32).reshape(2, 3, 9, 5)
+  got = conv_rows.column_patch(x, 4, 6)
+  want = jnp.concatenate([x[:, :, j:j + 6] for j in range(4)], axis=-1)
+  np.testing.assert_array_equal(got, want)
+
+
 def test_seven_by_seven_lowerings_are_picked():
-  assert conv_matmul.pick_s1((1, 70, 70, 36), (7, 7, 36, 64), jnp.float32) == 'xla'
+  assert conv_matmul.pick_s1((1, 70, 70, 36), (7, 7, 36, 64), jnp.float32) == 'rowcol'
   assert conv_matmul.pick_s1((1, 70, 70, 64), (7, 7, 64, 3), jnp.float32) == 'planar'
 
 

@@ -41,7 +41,7 @@ from hdgan_jax.models import conv_bands as bands, conv_rows
 WINOGRAD_MIN_CHANNELS = 128
 WINOGRAD_MIN_TILES = 256  # 2x2 output tiles per conv (batch included)
 IM2COL_KERNELS = (4,)  # stride-1 kernel sizes that run as (banded) im2col (D's 4x4)
-ROWS_KERNEL = 7  # G's last 7x7 conv to RGB: conv_rows.planar_outtaps
+ROWS_KERNEL = 7  # G's 7x7 convs: conv_rows' lowerings
 OUTTAPS_MAX_OUT = 4  # G's last conv to RGB, D's last conv to 1 channel
 
 
@@ -202,19 +202,18 @@ def kernel_grad(x, dy, k: int, s: int = 1):
 
 
 def pick_s1(x_shape, w_shape, dtype) -> str:
-  """The stride-1 forward for this shape: 'planar' | 'outtaps' | 'winograd' | 'im2col' | 'xla'.
+  """The stride-1 forward for this shape: 'planar' | 'rowcol' | 'outtaps' | 'winograd' | 'im2col' | 'xla'.
 
   From ``benchmarks/conv_layers.py`` and per-layer timings on the 2-core EPYC:
-  G's last 7x7 conv to RGB 1.8x faster than XLA as :mod:`conv_rows`'s
-  'planar' outtaps (512x1024, 2 cores); G1's residual convs (1024 channels at
-  32x64) 1.3x as Winograd; D's stride-1 4x4 convs 20-36x (with their
-  gradients) as im2col. XLA's own conv (Eigen, see :mod:`hdgan_jax.xla_cpu`)
-  is faster for G's first 7x7 conv (744 against 1119 ms from column patches
-  at 512x1024) and as fast for the other 3x3 convs.
+  G's 7x7 convs as :mod:`conv_rows` (the last one to RGB 5.7x faster than
+  XLA as 'planar' outtaps at 512x1024, the first one 1.5x faster than the
+  im2col it replaced as 'rowcol'); G1's residual convs (1024 channels at 32x64)
+  5x as Winograd; D's stride-1 4x4 convs 15-29x (with their gradients) as
+  im2col. XLA's own conv is as fast or faster for the other 3x3 convs.
   """
   k, _, c, o = w_shape
-  if o <= OUTTAPS_MAX_OUT and k == ROWS_KERNEL:
-    return 'planar'
+  if k == ROWS_KERNEL:
+    return 'planar' if o <= OUTTAPS_MAX_OUT else 'rowcol'
   if o <= OUTTAPS_MAX_OUT and k > 1:
     return 'outtaps'
   oh, ow = x_shape[1] - k + 1, x_shape[2] - k + 1
@@ -240,6 +239,8 @@ def _forward_s1(x, w):
   kind = pick_s1(x.shape, w.shape, x.dtype)
   if kind == 'planar':
     return conv_rows.planar_outtaps(x, w)
+  if kind == 'rowcol':
+    return conv_rows.rowcol(x, w)
   if kind == 'outtaps':
     return outtaps(x, w)
   if kind == 'winograd':
