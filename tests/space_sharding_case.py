@@ -10,8 +10,8 @@ pytest-xdist (``--dist loadfile``) can run the cases on different workers; one
 subprocess for all of them used to be the slowest item of the suite.
 
 Plain XLA convolutions (``HDGAN_CONV_LOWERING=xla``), as the accelerators that
-split images over devices run them (hdgan_jax/models/lowering.py); XLA:CPU's
-matmul rewrites partition the same way.
+split images over devices run them (hdgan_jax/models/lowering.py). XLA:CPU's
+matmul rewrites are not run under space sharding here.
 """
 
 import json
