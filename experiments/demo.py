@@ -33,6 +33,11 @@ def get_config():
   d.resize_or_crop = 'none'
   d.num_workers = 0
   c.batch_size = 4
+  # Twice the paper's learning rate and feature-matching weight: at the same 600 steps and
+  # time, held-out semantic pixel accuracy 0.717 against 0.697 and FID 203.7 against 210.0
+  # (README, The demo). Only the demo's small model and short run are tuned this way.
+  c.lr = 4e-4
+  c.lambda_feat = 20.0
   c.perceptual_backbone = 'vgg16'
   c.num_train_steps = 600    # 37.5 epochs of 16 steps
   c.niter = 25
