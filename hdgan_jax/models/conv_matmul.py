@@ -206,9 +206,8 @@ def pick_s1(x_shape, w_shape, dtype) -> str:
 
   From per-layer timings on the 2-core EPYC (``benchmarks/conv_layers.py``):
   G's 7x7 convs as :mod:`conv_rows`: the last one to RGB as 'planar' outtaps
-  (180 ms against 350 ms for NHWC outtaps at 512x1024; XLA's conv 1.0 s
-  against 0.1 s at 256x512 on one core), the first one as 'rowcol' (1.21 s
-  against 1.80 s for im2col at 512x1024); G1's residual convs (1024 channels
+  (59 against XLA's 550 ms at 256x512), the first one as 'rowcol' (415 against
+  446 ms there; im2col was slower than both); G1's residual convs (1024 channels
   at 32x64) as Winograd (287 against 379 ms on one core); D's stride-1 4x4
   convs as im2col (22-37x XLA's with their gradients). XLA's own conv is as
   fast or faster for the other 3x3 convs.
