@@ -1,10 +1,10 @@
 """Host memory: give back what XLA's compiler freed before a run's peak.
 
 Compiling the train step frees about 650 MB (256x512, ngf 32) that glibc's
-malloc keeps in its arenas, so the step's own buffers land on top of it: peak
-RSS 3131 MiB without a trim after compiling, 2419 MiB with one (the original's
-iteration: 1726 MiB). :func:`trim` is called once, after the first (compiling)
-step, by training and by ``benchmarks/train_step.py``.
+malloc keeps in its arenas, so without a trim the step's own buffers land on
+top of it (README, CPU convolutions: peak RSS of ``benchmarks/train_step.py``
+at that size). :func:`trim` is called once, after the first (compiling) step,
+by training and by ``benchmarks/train_step.py``.
 """
 
 import ctypes
