@@ -35,10 +35,13 @@ def make_generator(cfg, *, train: bool = False):
   """G from ``cfg.netG``: 'global' (G1) or 'local' (G1 + n local enhancers)."""
   use_lowering(cfg)
   dtype = resolve_dtype(cfg.get('dtype', 'float32'))
+  # encode_input's channel layout, which lets G's first conv run as a lookup on CPU
+  categorical = ({} if cfg.label_nc == 0 else
+                 dict(onehot_nc=cfg.label_nc, binary_nc=0 if cfg.no_instance else 1))
   if cfg.netG == 'global':
     return GlobalGenerator(cfg.output_nc, cfg.ngf, cfg.n_downsample_global,
                            cfg.n_blocks_global, cfg.norm, train=train, dtype=dtype,
-                           remat=remat_policy(cfg))
+                           remat=remat_policy(cfg), **categorical)
   if cfg.netG == 'local':
     if cfg.n_local_enhancers < 1:
       raise ValueError('model.n_local_enhancers must be >= 1 for netG=local, '
@@ -46,7 +49,7 @@ def make_generator(cfg, *, train: bool = False):
     return LocalEnhancer(cfg.output_nc, cfg.ngf, cfg.n_downsample_global,
                          cfg.n_blocks_global, cfg.n_local_enhancers,
                          cfg.n_blocks_local, cfg.norm, train=train, dtype=dtype,
-                         remat=remat_policy(cfg))
+                         remat=remat_policy(cfg), **categorical)
   raise ValueError(f"model.netG={cfg.netG!r} is not known; use 'global' or 'local'")
 
 

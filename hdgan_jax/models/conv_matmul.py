@@ -10,8 +10,9 @@ big operands instead:
   K = k*k*C; banded over output rows (:mod:`conv_bands`) so the patch matrix
   stays under ``PATCH_BYTES``. Used for D's 4x4 convs on wide channels; G's 7x7
   convs on few channels use :mod:`conv_rows`, which builds no full patch.
-* :func:`winograd`: F(2x2, 3x3) for stride-1 3x3 convs on wide channels: 16
-  matmuls of K = C on 4x4 input tiles, 2.25x fewer multiplies than direct.
+* :func:`winograd`: F(2x2, 3x3) for stride-1 3x3 convs on 32+ channels (and
+  their input gradients on 128+): 16 matmuls of K = C on 4x4 input tiles,
+  2.25x fewer multiplies than direct.
 * :func:`outtaps`: for few output channels (D's last conv to 1): one matmul
   to k*k*O channels, then k*k shifted adds.
 
@@ -38,8 +39,9 @@ from jax import lax
 
 from hdgan_jax.models import conv_bands as bands, conv_rows
 
-WINOGRAD_MIN_CHANNELS = 128
-WINOGRAD_MIN_TILES = 256  # 2x2 output tiles per conv (batch included)
+WINOGRAD_MIN_CHANNELS = 32  # forward; every 3x3 conv of G, E and VGG at 32+ channels
+WINOGRAD_MIN_TILES = 64  # 2x2 output tiles per conv (batch included)
+WINOGRAD_MIN_GRAD_CHANNELS = 128  # input gradient; below it XLA's (Eigen) is faster
 IM2COL_KERNELS = (4,)  # stride-1 kernel sizes that run as (banded) im2col (D's 4x4)
 ROWS_KERNEL = 7  # G's 7x7 convs: conv_rows' lowerings
 OUTTAPS_MAX_OUT = 4  # G's last conv to RGB, D's last conv to 1 channel
@@ -143,18 +145,30 @@ def _at(m0, m1, m2, m3):
   return m0 + m1 + m2, m1 - m2 - m3
 
 
-def winograd(x, w):
-  """Stride-1 VALID 3x3 conv by Winograd F(2x2, 3x3); any output size (odd ones padded)."""
+def winograd(x, w, kernel_layout: str = 'HWIO'):
+  """Stride-1 VALID 3x3 conv by Winograd F(2x2, 3x3); any output size (odd ones padded).
+
+  Sixteen separate matmuls, one per transformed tap, rather than one batched
+  matmul over a stacked (16, tiles, C) operand: XLA:CPU then computes each
+  transformed tile operand inside its matmul's fusion instead of copying all
+  sixteen into one buffer first (125 against 174 ms for 1024 channels at 32x64).
+  ``kernel_layout='HWOI'`` takes a kernel whose input channels are its last
+  axis, as the input gradient's transposed kernel is, and contracts over that
+  axis inside the matmul: a transposed copy of a 1024x1024 kernel made the
+  gradient 2.6-8x slower than the forward.
+  """
   n, h, wd, c = x.shape
-  o = w.shape[-1]
+  o = w.shape[-1] if kernel_layout == 'HWIO' else w.shape[-2]
+  contract = 0 if kernel_layout == 'HWIO' else 1
   oh, ow = h - 2, wd - 2
   th, tw = -(-oh // 2), -(-ow // 2)
   x = jnp.pad(x, ((0, 0), (0, 2 * th - oh), (0, 2 * tw - ow), (0, 0)))
-  v = jnp.stack([b for a in _bt(x, 1, th) for b in _bt(a, 2, tw)]).reshape(16, n * th * tw, c)
-  u = jnp.stack([b for a in _g(w, 0) for b in _g(a, 0)])  # (16, C, O)
-  m = lax.dot_general(v, u, (((2,), (1,)), ((0,), (0,))), preferred_element_type=jnp.float32)
-  m = m.reshape(4, 4, n, th, tw, o)
-  cols = [_at(*[m[i, j] for i in range(4)]) for j in range(4)]
+  v = [_bt(a, 2, tw) for a in _bt(x, 1, th)]  # v[i][j]: (n, th, tw, C)
+  u = [_g(a, 0) for a in _g(w, 0)]  # u[i][j]: (C, O)
+  m = [[lax.dot_general(v[i][j].reshape(-1, c), u[i][j], (((1,), (contract,)), ((), ())),
+                         preferred_element_type=jnp.float32).reshape(n, th, tw, o)
+        for j in range(4)] for i in range(4)]
+  cols = [_at(*[m[i][j] for i in range(4)]) for j in range(4)]
   rows = [jnp.stack(_at(*[cols[j][p] for j in range(4)]), axis=3) for p in range(2)]
   y = jnp.stack(rows, axis=2).reshape(n, 2 * th, 2 * tw, o)
   return y[:, :oh, :ow].astype(x.dtype)
@@ -207,10 +221,11 @@ def pick_s1(x_shape, w_shape, dtype) -> str:
   From per-layer timings on the 2-core EPYC (``benchmarks/conv_layers.py``):
   G's 7x7 convs as :mod:`conv_rows`: the last one to RGB as 'planar' outtaps
   (59 against XLA's 550 ms at 256x512), the first one as 'rowcol' (415 against
-  446 ms there; im2col was slower than both); G1's residual convs (1024 channels
-  at 32x64) as Winograd (287 against 379 ms on one core); D's stride-1 4x4
-  convs as im2col (22-37x XLA's with their gradients). XLA's own conv is as
-  fast or faster for the other 3x3 convs.
+  446 ms there; im2col was slower than both); D's stride-1 4x4
+  convs as im2col (22-37x XLA's with their gradients); every stride-1 3x3 conv
+  on 32+ channels and 64+ tiles as Winograd (forward: 123 against 649 ms at
+  32x64x1024, 9.7 against 18.3 ms at 64x128x128, 428 against 638 ms at
+  512x1024x64; equal at 8x16x1024, 32 tiles).
   """
   k, _, c, o = w_shape
   if k == ROWS_KERNEL:
@@ -225,15 +240,24 @@ def pick_s1(x_shape, w_shape, dtype) -> str:
   return 'im2col' if k in IM2COL_KERNELS else 'xla'
 
 
-def _matmul_grads(x_shape, w_shape, dtype) -> bool:
-  """Whether the gradients go through matmuls too (else XLA's own conv gradients).
+def _grads(x_shape, w_shape, dtype) -> str:
+  """How the backward pass runs: 'xla' | 'matmul' | 'winograd'.
 
   Measured with gradients: the 7x7 convs' matmul kernel gradients lose to
   XLA's (1.9 s against 0.9 s for G's first conv at 256x512 as an im2col
   correlation; 1.7 s against 0.6 s on one core from column patches), so they
-  keep XLA's; D's 4x4 and Winograd's win.
+  keep XLA's; D's 4x4 (im2col) and outtaps run both gradients as matmuls.
+  'winograd': the input gradient as a Winograd conv on wide channels (136
+  against 247 ms at 32x64x1024, 6.6 against 13.6 ms at 8x32x512; XLA's, which
+  runs in Eigen, wins at 32-64 channels) and XLA's kernel gradient (as fast as
+  :func:`kernel_grad` at 1024 channels, up to 4x faster at 64).
   """
-  return w_shape[0] != 7 and pick_s1(x_shape, w_shape, dtype) != 'xla'
+  kind = pick_s1(x_shape, w_shape, dtype)
+  if w_shape[0] == 7 or kind == 'xla':
+    return 'xla'
+  if kind == 'winograd':
+    return 'winograd' if min(w_shape[2:]) >= WINOGRAD_MIN_GRAD_CHANNELS else 'xla'
+  return 'matmul'
 
 
 def _forward_s1(x, w):
@@ -265,9 +289,13 @@ def _conv_s1_bwd(res, dy):
   x, w = res
   k = w.shape[0]
   dy = dy.astype(x.dtype)
-  if not _matmul_grads(x.shape, w.shape, x.dtype):
+  kind = _grads(x.shape, w.shape, x.dtype)
+  if kind == 'xla':
     return jax.vjp(lambda x, w: _xla(x, w, 1), x, w)[1](dy)
   dyp = jnp.pad(dy, ((0, 0), (k - 1, k - 1), (k - 1, k - 1), (0, 0)))
+  if kind == 'winograd':
+    dw = jax.vjp(lambda w: _xla(x, w, 1), w)[1](dy)[0]
+    return winograd(dyp, w[::-1, ::-1], kernel_layout='HWOI'), dw
   dx = _forward_s1(dyp, w[::-1, ::-1].transpose(0, 1, 3, 2))
   dw = kernel_grad(x, dy, k).astype(w.dtype)
   return dx, dw

@@ -34,6 +34,9 @@ class GlobalGenerator(nn.Module):
     with_head: False drops the final pad/conv/tanh (G1 inside a LocalEnhancer)
       and returns the last feature map instead.
     remat: ``model.remat`` (see :mod:`hdgan_jax.models.remat`).
+    onehot_nc, binary_nc: the input's one-hot label and 0/1 edge channels, which
+      let the CPU lowering run the first conv as a lookup (:class:`layers.InputConv`);
+      0 for an input that is not :func:`inputs.encode_input`'s.
   """
   output_nc: int = 3
   ngf: int = 64
@@ -44,6 +47,8 @@ class GlobalGenerator(nn.Module):
   train: bool = False
   dtype: layers.Dtype = jnp.float32
   remat: str = 'none'
+  onehot_nc: int = 0
+  binary_nc: int = 0
 
   @nn.compact
   def __call__(self, x):
@@ -51,7 +56,8 @@ class GlobalGenerator(nn.Module):
     unit = lambda fn: remat.unit(fn, self.remat)
 
     def conv_in(_, x):
-      h = layers.Conv(self.ngf, 7, dtype=self.dtype, name='conv_in')(layers.reflect_pad(x, 3))
+      h = layers.InputConv(self.ngf, 7, dtype=self.dtype, onehot_nc=self.onehot_nc,
+                           binary_nc=self.binary_nc, name='conv_in')(x)
       return mesh.constrain(nn.relu(norm('conv_in_norm')(h)))
 
     def down(_, h, *, i):
@@ -92,6 +98,8 @@ class Enhancer(nn.Module):
   train: bool = False
   dtype: layers.Dtype = jnp.float32
   remat: str = 'none'
+  onehot_nc: int = 0
+  binary_nc: int = 0
 
   @nn.compact
   def __call__(self, x, coarser):
@@ -99,7 +107,8 @@ class Enhancer(nn.Module):
     unit = lambda fn: remat.unit(fn, self.remat)
 
     def front(_, x):
-      h = layers.Conv(self.ngf, 7, dtype=self.dtype, name='conv_in')(layers.reflect_pad(x, 3))
+      h = layers.InputConv(self.ngf, 7, dtype=self.dtype, onehot_nc=self.onehot_nc,
+                           binary_nc=self.binary_nc, name='conv_in')(x)
       return mesh.constrain(nn.relu(norm('conv_in_norm')(h)))
 
     def down(_, h, coarser):
@@ -143,6 +152,8 @@ class LocalEnhancer(nn.Module):
   train: bool = False
   dtype: layers.Dtype = jnp.float32
   remat: str = 'none'
+  onehot_nc: int = 0
+  binary_nc: int = 0
 
   @nn.compact
   def __call__(self, x):
@@ -158,7 +169,12 @@ class LocalEnhancer(nn.Module):
     for k in range(1, n + 1):
       h = enhancer(self.ngf * 2 ** (n - k), self.n_blocks_local, self.output_nc,
                    with_head=(k == n), norm=self.norm, train=self.train,
-                   dtype=self.dtype, remat=self.remat, name=f'enhancer_{k}')(pyramid[n - k], h)
+                   dtype=self.dtype, remat=self.remat,
+                   # only the finest level sees the one-hot input itself (the
+                   # coarser ones see its average-pooled, soft, pyramid levels)
+                   onehot_nc=self.onehot_nc if k == n else 0,
+                   binary_nc=self.binary_nc if k == n else 0,
+                   name=f'enhancer_{k}')(pyramid[n - k], h)
     return h
 
 

@@ -63,13 +63,42 @@ class Conv(nn.Module):
   padding: int = 0
   dtype: Dtype = jnp.float32
 
-  @nn.compact
-  def __call__(self, x):
-    k, cin = self.kernel_size, x.shape[-1]
+  def kernel_and_bias(self, cin: int):
+    k = self.kernel_size
     kernel = self.param('kernel', conv_kernel_init, (k, k, cin, self.features))
     bias = self.param('bias', torch_bias_init(cin * k * k), (self.features,))
-    y = conv2d(x.astype(self.dtype), kernel.astype(self.dtype), self.strides, self.padding)
-    return y + bias.astype(self.dtype)
+    return kernel.astype(self.dtype), bias.astype(self.dtype)
+
+  @nn.compact
+  def __call__(self, x):
+    kernel, bias = self.kernel_and_bias(x.shape[-1])
+    return conv2d(x.astype(self.dtype), kernel, self.strides, self.padding) + bias
+
+
+class InputConv(Conv):
+  """``nn.ReflectionPad2d(k // 2)`` + ``nn.Conv2d(k)`` on the generator's own input.
+
+  The first ``onehot_nc`` input channels are the one-hot labels and the next
+  ``binary_nc`` (0 or 1) the instance edge map, as :func:`inputs.encode_input`
+  builds them; that lets the CPU lowering run the conv as a table lookup
+  (:mod:`hdgan_jax.models.conv_lookup`), exactly, falling back to the dense conv
+  for any input that is not one-hot. Same parameters as :class:`Conv`.
+  """
+  onehot_nc: int = 0
+  binary_nc: int = 0
+
+  @nn.compact
+  def __call__(self, x):
+    kernel, bias = self.kernel_and_bias(x.shape[-1])
+    pad = self.kernel_size // 2
+    dense = functools.partial(_reflect_conv, pad=pad)
+    y = lowering.categorical_conv2d(x.astype(self.dtype), kernel, pad, self.onehot_nc,
+                                    self.binary_nc, dense)
+    return y + bias
+
+
+def _reflect_conv(x, kernel, pad: int):
+  return conv2d(reflect_pad(x, pad), kernel)
 
 
 class ConvTranspose(nn.Module):

@@ -5,7 +5,8 @@
   at their best, so GPU and TPU get them.
 * ``'matmul'``: the rewrites of :mod:`hdgan_jax.models.conv_matmul`, where
   every conv and both of its gradients run as large matmuls (XLA:CPU reaches
-  its matmul rate there and a third of it in its native conv). CPU only.
+  its matmul rate there and a third of it in its native conv), and G's first
+  conv on one-hot labels as a table lookup (:mod:`conv_lookup`). CPU only.
 * ``'auto'`` (default): ``'matmul'`` on CPU for convs of at least
   :data:`MATMUL_MIN_FLOPS` (below that XLA's own conv is as fast and compiles
   several times faster, which keeps tiny test models quick), ``'xla'`` on
@@ -30,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from hdgan_jax.models import conv_matmul
+from hdgan_jax.models import conv_lookup, conv_matmul
 
 KINDS = ('auto', 'xla', 'matmul')
 ENV = 'HDGAN_CONV_LOWERING'
@@ -114,3 +115,16 @@ def conv_transpose2d(x, kernel, stride: int, padding: int, output_padding: int):
                                     ((lo, lo + output_padding),) * 2, lhs_dilation=(s, s),
                                     dimension_numbers=_DN)
   return conv_matmul.conv_transpose(x, kernel, stride, padding, output_padding)
+
+
+def categorical_conv2d(x, kernel, pad: int, onehot_nc: int, binary_nc: int, dense):
+  """``dense(x, kernel)``, a stride-1 conv after a ``pad``-wide reflect pad, for G's input.
+
+  'matmul' (CPU): a table lookup for the one-hot + edge channels
+  (:mod:`conv_lookup`, exact, dense whenever the input is not one-hot); 'xla'
+  and ``onehot_nc == 0`` (RGB or other float inputs): ``dense``.
+  """
+  flops = _flops(x.shape[0], x.shape[1], x.shape[2], kernel.size)
+  if not onehot_nc or resolve(flops=flops) == 'xla':
+    return dense(x, kernel)
+  return conv_lookup.conv(x, kernel, pad, onehot_nc, binary_nc, dense)

@@ -1,0 +1,92 @@
+"""G's first conv as a table lookup equals the dense conv: forward, gradients, any input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from hdgan_jax import config as config_lib
+from hdgan_jax import models
+from hdgan_jax.models import layers, lowering
+
+
+def _dense(x, kernel):
+  return layers._reflect_conv(x, kernel, 3)
+
+
+def _conv(kind, x, kernel, onehot_nc, binary_nc):
+  with lowering.using(kind):
+    return lowering.categorical_conv2d(x, kernel, 3, onehot_nc, binary_nc, _dense)
+
+
+def _input(seed, n, h, w, classes, edge: bool, feat: int):
+  r = np.random.default_rng(seed)
+  parts = [np.eye(classes, dtype=np.float32)[r.integers(0, classes, (n, h, w))]]
+  if edge:
+    parts.append((r.random((n, h, w, 1)) < 0.3).astype(np.float32))
+  parts.append(r.standard_normal((n, h, w, feat)).astype(np.float32))
+  x = np.concatenate(parts, -1)
+  kernel = r.standard_normal((7, 7, x.shape[-1], 6)).astype(np.float32) * 0.1
+  return jnp.asarray(x), jnp.asarray(kernel)
+
+
+def _relative(a, b):
+  return float(jnp.max(jnp.abs(a - b))) / (float(jnp.max(jnp.abs(a))) or 1.0)
+
+
+def _forward_and_grads(kind, x, kernel, nc, binary):
+  f = jax.jit(lambda x, k: _conv(kind, x, k, nc, binary))
+  loss = lambda x, k: jnp.sum(jnp.sin(_conv(kind, x, k, nc, binary)))
+  return (f(x, kernel),) + jax.jit(jax.grad(loss, (0, 1)))(x, kernel)
+
+
+@pytest.mark.parametrize('edge,feat', [(True, 0), (True, 3), (False, 0), (False, 2)])
+def test_lookup_equals_dense(edge, feat):
+  x, kernel = _input(0, 2, 9, 12, 5, edge, feat)
+  binary = int(edge)
+  looked_up = _forward_and_grads('matmul', x, kernel, 5, binary)
+  dense = _forward_and_grads('xla', x, kernel, 5, binary)
+  for name, a, b in zip(('y', 'dx', 'dkernel'), dense, looked_up):
+    assert _relative(a, b) <= 2e-6, name
+
+
+def test_the_lookup_runs_only_on_one_hot_inputs():
+  """Soft labels, a non-0/1 edge value or NaN take the dense conv: same numbers."""
+  x, kernel = _input(1, 1, 8, 8, 4, True, 0)
+  soft = x.at[0, 2, 3, :4].set(0.25)
+  edge = x.at[0, 5, 5, 4].set(0.5)
+  for bad in (soft, edge, x * 0.5):
+    assert _relative(_conv('xla', bad, kernel, 4, 1), _conv('matmul', bad, kernel, 4, 1)) <= 2e-6
+  nan = np.asarray(_conv('matmul', x.at[0, 4, 4, :4].set(jnp.nan), kernel, 4, 1))
+  want = np.asarray(_conv('xla', x.at[0, 4, 4, :4].set(jnp.nan), kernel, 4, 1))
+  np.testing.assert_array_equal(np.isnan(nan), np.isnan(want))
+  assert np.isnan(nan).sum() == 7 * 7 * 6  # the 7x7 neighbourhood, every output channel
+
+
+@settings(max_examples=12, deadline=None)
+@given(h=st.integers(4, 11), w=st.integers(4, 11), classes=st.integers(1, 7),
+       edge=st.booleans(), seed=st.integers(0, 1000))
+def test_lookup_property(h, w, classes, edge, seed):
+  """Any size the reflect pad accepts, any class count, with or without the edge map."""
+  x, kernel = _input(seed, 1, h, w, classes, edge, 0)
+  got = _conv('matmul', x, kernel, classes, int(edge))
+  assert _relative(_conv('xla', x, kernel, classes, int(edge)), got) <= 2e-6
+
+
+def test_generator_uses_the_lookup_only_on_its_own_input():
+  """G1's conv_in and the finest enhancer's see encode_input's layout; coarser levels do not."""
+  m = config_lib.get_config().model
+  m.update(dict(netG='local', label_nc=7, ngf=4, n_downsample_global=1, n_blocks_global=1,
+                n_local_enhancers=2, n_blocks_local=1))
+  g = models.make_generator(m)
+  assert (g.onehot_nc, g.binary_nc) == (7, 1)
+  x = models.encode_input(np.zeros((1, 16, 16), int), np.zeros((1, 16, 16), int), m)
+  params = g.init(jax.random.PRNGKey(0), x)
+  with lowering.using('matmul'):
+    jaxpr = str(jax.make_jaxpr(g.apply)(params, x))
+  assert jaxpr.count('cond[') == 1  # the finest enhancer's conv_in only
+  m.update(dict(no_instance=True, netG='global'))
+  assert (models.make_generator(m).onehot_nc, models.make_generator(m).binary_nc) == (7, 0)
+  m.label_nc = 0
+  assert models.make_generator(m).onehot_nc == 0
