@@ -77,23 +77,27 @@ def main(_):
     g_params = {'G': _loaded_params(*models.make_module_and_inputs('G', m))}
     fn = jax.jit(lambda p, b: step.generator_forward(nets, c, p, b)[1])
     args = (g_params, batch)
-    run = lambda a: fn(*a).block_until_ready()
   else:
     # As training does: the state born on the mesh from one jitted init.
     state = step.init_state(nets, c, jax.random.PRNGKey(0), height=h, width=w, mesh=mesh)
     state = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
     fn = step.jit_train_step(nets, c, mesh, state)
-    holder = [state]
-
-    def run(_):
-      holder[0], metrics = fn(holder[0], batch, None)
-      jax.block_until_ready(metrics)
-    args = None
+    args = (state, batch, None)
   with lowering.using(FLAGS.lowering):
-    lowered = fn.lower(*args) if FLAGS.infer else fn.lower(state, batch, None)
+    lowered = fn.lower(*args)
   t0 = time.perf_counter()
   compiled = lowered.compile()
   compile_s = time.perf_counter() - t0
+  # The timed calls run this executable: calling ``fn`` would trace and compile
+  # again, outside ``lowering.using`` (so under the default lowering).
+  if FLAGS.infer:
+    run = lambda a: compiled(*a).block_until_ready()
+  else:
+    holder = [state]
+
+    def run(_):
+      holder[0], metrics = compiled(holder[0], batch, None, fn.vgg_vars)
+      jax.block_until_ready(metrics)
   host_memory.trim()  # as training does after its first step
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -106,11 +110,12 @@ def main(_):
     run(args)
     times.append(time.perf_counter() - t0)
   med = statistics.median(times)
+  peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the rate's arrays
   rate = conv_layers.matmul_rate()
   res = dict(mode='infer' if FLAGS.infer else 'train', netG=FLAGS.netG, ngf=FLAGS.ngf,
              height=h, width=w, batch=n, device=str(jax.devices()[0]), n_devices=jax.device_count(),
              median_s=med, min_s=min(times), times_s=times, compile_s=compile_s,
-             peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+             peak_rss_mib=peak_rss,
              gflop_per_step=flop / 1e9, gflops_per_s=flop / 1e9 / med if med else 0.0,
              lowering=FLAGS.lowering, vgg='vgg19' if FLAGS.vgg19 else ('vgg16' if FLAGS.vgg else ''),
              matmul_gflops=rate)
@@ -120,9 +125,10 @@ def main(_):
         f"{res['gflops_per_s']:.1f} GFLOP/s = {100 * res['fraction_of_matmul']:.0f}% of the "
         f"{rate:.0f} GFLOP/s matmul rate, peak RSS {res['peak_rss_mib']:.0f} MiB")
   if FLAGS.layers:
-    target = ((lambda p, b: step.generator_forward(nets, c, p, b)[1]), (state.g_params, batch))
-    if not FLAGS.infer:
-      target = ((lambda s, b: step.train_step(nets, c, s, b, None)), (state, batch))
+    if FLAGS.infer:
+      target = ((lambda p, b: step.generator_forward(nets, c, p, b)[1]), (args[0], batch))
+    else:  # the live state: the first one was donated to the first step
+      target = ((lambda s, b: step.train_step(nets, c, s, b, None)), (holder[0], batch))
     rows = conv_layers.table(conv_layers.find_convs(target[0], *target[1]), grads=not FLAGS.infer)
     conv_layers.print_table(rows, rate, grads=not FLAGS.infer)
     res['layers'] = rows

@@ -314,4 +314,5 @@ def jit_train_step(nets: Nets, config, mesh, state: TrainState):
   def step_fn(s, b, r):
     return jitted(s, b, r, vgg_vars)
   step_fn.lower = lambda s, b, r: jitted.lower(s, b, r, vgg_vars)
+  step_fn.vgg_vars = vgg_vars  # the 4th argument of ``step_fn.lower(...).compile()``'s executable
   return step_fn

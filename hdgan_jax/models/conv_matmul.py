@@ -35,6 +35,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from hdgan_jax.models import conv_bands as bands, conv_rows
@@ -133,11 +134,23 @@ def _bt(d, axis: int, tiles: int):
   return [d0 - d2, d1 + d2, d2 - d1, d1 - d3]
 
 
-def _g(w, axis: int):
-  """G of Winograd F(2,3) along ``axis`` (3 kernel taps -> 4)."""
-  g0, g1, g2 = [lax.index_in_dim(w, i, axis, keepdims=False) for i in range(3)]
-  h = 0.5 * (g0 + g2)
-  return [g0, h + 0.5 * g1, h - 0.5 * g1, g2]
+# G of Winograd F(2,3) (3 kernel taps -> 4), and G (x) G over both kernel axes as
+# one (16, 9) matrix: tap (i, j) of the transformed kernel is row 4i + j.
+_G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float32)
+_GG = np.einsum('ai,bj->abij', _G, _G).reshape(16, 9)
+
+
+def _kernel_transform(w, flip: bool = False):
+  """The 16 transformed kernels of ``w`` (``w[::-1, ::-1]`` if ``flip``), (16, C, O).
+
+  One multithreaded K=9 matmul over the kernel instead of sixteen single-threaded
+  slice-and-add fusions (those took about 50 ms of each 1024-channel conv); the
+  flip is a permutation of the matrix's columns, so no flipped copy is made.
+  """
+  k, _, c, o = w.shape
+  gg = _GG[:, ::-1] if flip else _GG
+  u = lax.dot(jnp.asarray(gg, w.dtype), w.reshape(k * k, c * o), precision=lax.Precision.HIGHEST)
+  return u.reshape(16, c, o)
 
 
 def _at(m0, m1, m2, m3):
@@ -145,27 +158,30 @@ def _at(m0, m1, m2, m3):
   return m0 + m1 + m2, m1 - m2 - m3
 
 
-def winograd(x, w, kernel_layout: str = 'HWIO'):
+def winograd(x, w, transpose: bool = False):
   """Stride-1 VALID 3x3 conv by Winograd F(2x2, 3x3); any output size (odd ones padded).
 
   Sixteen separate matmuls, one per transformed tap, rather than one batched
   matmul over a stacked (16, tiles, C) operand: XLA:CPU then computes each
   transformed tile operand inside its matmul's fusion instead of copying all
   sixteen into one buffer first (125 against 174 ms for 1024 channels at 32x64).
-  ``kernel_layout='HWOI'`` takes a kernel whose input channels are its last
-  axis, as the input gradient's transposed kernel is, and contracts over that
-  axis inside the matmul: a transposed copy of a 1024x1024 kernel made the
-  gradient 2.6-8x slower than the forward.
+  ``transpose=True`` convolves with ``w`` flipped and its channel axes swapped,
+  the input gradient's kernel, without copying it: the matmuls contract over
+  the kernel's last axis (a transposed copy of a 1024x1024 kernel made the
+  gradient 2.6-8x slower than the forward).
   """
   n, h, wd, c = x.shape
-  o = w.shape[-1] if kernel_layout == 'HWIO' else w.shape[-2]
-  contract = 0 if kernel_layout == 'HWIO' else 1
+  o = w.shape[-2] if transpose else w.shape[-1]
+  contract = 1 if transpose else 0
+  # The kernel transform depends only on the parameters, so XLA would otherwise
+  # hoist every layer's (16 x 4 MB at 512 channels) to the start of the step.
+  x, w = lax.optimization_barrier((x, w))
   oh, ow = h - 2, wd - 2
   th, tw = -(-oh // 2), -(-ow // 2)
   x = jnp.pad(x, ((0, 0), (0, 2 * th - oh), (0, 2 * tw - ow), (0, 0)))
   v = [_bt(a, 2, tw) for a in _bt(x, 1, th)]  # v[i][j]: (n, th, tw, C)
-  u = [_g(a, 0) for a in _g(w, 0)]  # u[i][j]: (C, O)
-  m = [[lax.dot_general(v[i][j].reshape(-1, c), u[i][j], (((1,), (contract,)), ((), ())),
+  u = _kernel_transform(w, flip=transpose)  # u[4i + j]: (C, O); (O, C) if transposed
+  m = [[lax.dot_general(v[i][j].reshape(-1, c), u[4 * i + j], (((1,), (contract,)), ((), ())),
                          preferred_element_type=jnp.float32).reshape(n, th, tw, o)
         for j in range(4)] for i in range(4)]
   cols = [_at(*[m[i][j] for i in range(4)]) for j in range(4)]
@@ -295,7 +311,7 @@ def _conv_s1_bwd(res, dy):
   dyp = jnp.pad(dy, ((0, 0), (k - 1, k - 1), (k - 1, k - 1), (0, 0)))
   if kind == 'winograd':
     dw = jax.vjp(lambda w: _xla(x, w, 1), w)[1](dy)[0]
-    return winograd(dyp, w[::-1, ::-1], kernel_layout='HWOI'), dw
+    return winograd(dyp, w, transpose=True), dw
   dx = _forward_s1(dyp, w[::-1, ::-1].transpose(0, 1, 3, 2))
   dw = kernel_grad(x, dy, k).astype(w.dtype)
   return dx, dw
