@@ -43,6 +43,7 @@ from hdgan_jax.models import conv_bands as bands, conv_rows
 WINOGRAD_MIN_CHANNELS = 32  # forward; every 3x3 conv of G, E and VGG at 32+ channels
 WINOGRAD_MIN_TILES = 64  # 2x2 output tiles per conv (batch included)
 WINOGRAD_MIN_GRAD_CHANNELS = 128  # input gradient; below it XLA's (Eigen) is faster
+WINOGRAD_MIN_GRAD_TILES = 256  # and below it no faster inside a train step, 100+ MB more temp
 IM2COL_KERNELS = (4,)  # stride-1 kernel sizes that run as (banded) im2col (D's 4x4)
 ROWS_KERNEL = 7  # G's 7x7 convs: conv_rows' lowerings
 OUTTAPS_MAX_OUT = 4  # G's last conv to RGB, D's last conv to 1 channel
@@ -231,6 +232,12 @@ def kernel_grad(x, dy, k: int, s: int = 1):
   return jnp.sum(bands.map_bands(band, oh, per), axis=0).reshape(k, k, c, o)
 
 
+def _tiles(x_shape, k: int) -> int:
+  """Winograd's 2x2 output tiles of a VALID k x k conv of ``x_shape`` (batch included)."""
+  oh, ow = x_shape[1] - k + 1, x_shape[2] - k + 1
+  return x_shape[0] * -(-oh // 2) * -(-ow // 2)
+
+
 def pick_s1(x_shape, w_shape, dtype) -> str:
   """The stride-1 forward for this shape: 'planar' | 'rowcol' | 'outtaps' | 'winograd' | 'im2col' | 'xla'.
 
@@ -248,10 +255,8 @@ def pick_s1(x_shape, w_shape, dtype) -> str:
     return 'planar' if o <= OUTTAPS_MAX_OUT else 'rowcol'
   if o <= OUTTAPS_MAX_OUT and k > 1:
     return 'outtaps'
-  oh, ow = x_shape[1] - k + 1, x_shape[2] - k + 1
-  tiles = x_shape[0] * -(-oh // 2) * -(-ow // 2)
   if (k == 3 and dtype == jnp.float32 and min(c, o) >= WINOGRAD_MIN_CHANNELS
-      and tiles >= WINOGRAD_MIN_TILES):
+      and _tiles(x_shape, k) >= WINOGRAD_MIN_TILES):
     return 'winograd'
   return 'im2col' if k in IM2COL_KERNELS else 'xla'
 
@@ -263,16 +268,18 @@ def _grads(x_shape, w_shape, dtype) -> str:
   XLA's (1.9 s against 0.9 s for G's first conv at 256x512 as an im2col
   correlation; 1.7 s against 0.6 s on one core from column patches), so they
   keep XLA's; D's 4x4 (im2col) and outtaps run both gradients as matmuls.
-  'winograd': the input gradient as a Winograd conv on wide channels (136
-  against 247 ms at 32x64x1024, 6.6 against 13.6 ms at 8x32x512; XLA's, which
-  runs in Eigen, wins at 32-64 channels) and XLA's kernel gradient (as fast as
+  'winograd': the input gradient as a Winograd conv on wide channels and many
+  tiles (136 against 247 ms at 32x64x1024; XLA's, which runs in Eigen, wins at
+  32-64 channels; at G1's 16x32x512 in the 256x512 train step it gained nothing
+  and took 100 MB more XLA temp), and XLA's kernel gradient (as fast as
   :func:`kernel_grad` at 1024 channels, up to 4x faster at 64).
   """
   kind = pick_s1(x_shape, w_shape, dtype)
   if w_shape[0] == 7 or kind == 'xla':
     return 'xla'
   if kind == 'winograd':
-    return 'winograd' if min(w_shape[2:]) >= WINOGRAD_MIN_GRAD_CHANNELS else 'xla'
+    wide = min(w_shape[2:]) >= WINOGRAD_MIN_GRAD_CHANNELS
+    return 'winograd' if wide and _tiles(x_shape, 3) >= WINOGRAD_MIN_GRAD_TILES else 'xla'
   return 'matmul'
 
 
