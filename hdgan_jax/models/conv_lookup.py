@@ -6,9 +6,9 @@ of a one-hot pixel with label l and edge e adds one kernel row per tap,
 ``K[t, l] + e * K[t, edge]``, so the categorical part of the conv is the sum of
 k*k rows of a (k*k * label_nc * 2, out) table, gathered by the padded
 ``label * 2 + edge`` map: k*k adds per output value instead of k*k*C
-multiply-adds (72x fewer at 35 classes and 64 outputs; 33 against 419 ms for
-36->64 channels at 256x512 on the 2-core EPYC). Feature channels, if any, are a
-dense conv added to it.
+multiply-adds (72x fewer at 35 classes; 165 against 1756 ms for 36->64 channels
+at 512x1024 on the 2-core EPYC, ``benchmarks/conv_layers.py``). Feature
+channels, if any, are a dense conv added to it.
 
 Exact for every input: the lookup runs only when the categorical channels
 really are one-hot (and the edge channel 0/1); otherwise (soft labels, NaN from

@@ -165,7 +165,7 @@ def winograd(x, w, transpose: bool = False):
   Sixteen separate matmuls, one per transformed tap, rather than one batched
   matmul over a stacked (16, tiles, C) operand: XLA:CPU then computes each
   transformed tile operand inside its matmul's fusion instead of copying all
-  sixteen into one buffer first (125 against 174 ms for 1024 channels at 32x64).
+  sixteen into one buffer first (about 40 % faster for 1024 channels at 32x64).
   ``transpose=True`` convolves with ``w`` flipped and its channel axes swapped,
   the input gradient's kernel, without copying it: the matmuls contract over
   the kernel's last axis (a transposed copy of a 1024x1024 kernel made the
@@ -246,9 +246,9 @@ def pick_s1(x_shape, w_shape, dtype) -> str:
   (59 against XLA's 550 ms at 256x512), the first one as 'rowcol' (415 against
   446 ms there; im2col was slower than both); D's stride-1 4x4
   convs as im2col (22-37x XLA's with their gradients); every stride-1 3x3 conv
-  on 32+ channels and 64+ tiles as Winograd (forward: 123 against 649 ms at
-  32x64x1024, 9.7 against 18.3 ms at 64x128x128, 428 against 638 ms at
-  512x1024x64; equal at 8x16x1024, 32 tiles).
+  on 32+ channels and 64+ tiles as Winograd (G1's residual conv at 32x64x1024:
+  143 against 614 ms; faster than XLA's from 64 to 1024 channels, equal at 32
+  tiles).
   """
   k, _, c, o = w_shape
   if k == ROWS_KERNEL:
@@ -269,7 +269,7 @@ def _grads(x_shape, w_shape, dtype) -> str:
   correlation; 1.7 s against 0.6 s on one core from column patches), so they
   keep XLA's; D's 4x4 (im2col) and outtaps run both gradients as matmuls.
   'winograd': the input gradient as a Winograd conv on wide channels and many
-  tiles (136 against 247 ms at 32x64x1024; XLA's, which runs in Eigen, wins at
+  tiles (about 1.8x XLA's at 32x64x1024; XLA's, which runs in Eigen, wins at
   32-64 channels; at G1's 16x32x512 in the 256x512 train step it gained nothing
   and took 100 MB more XLA temp), and XLA's kernel gradient (as fast as
   :func:`kernel_grad` at 1024 channels, up to 4x faster at 64).
