@@ -8,6 +8,7 @@ the 'xla' lowering) is timed alone, forward and forward+both-gradients, under
   .venv/bin/python benchmarks/conv_layers.py --ngf=64 --height=512 --width=1024
 """
 
+import functools
 import statistics
 import time
 from typing import Callable, Dict, List
@@ -16,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hdgan_jax.models import lowering
+from hdgan_jax.models import layers, lowering
 
 
 def matmul_rate(repeats: int = 3) -> float:
@@ -120,7 +121,7 @@ def input_conv_row(n: int, h: int, w: int, label_nc: int, out: int, repeats: int
   x = np.concatenate([np.eye(label_nc, dtype=np.float32)[r.integers(0, label_nc, (n, h, w))],
                       (r.random((n, h, w, 1)) < 0.1).astype(np.float32)], axis=-1)
   kern = jnp.asarray(r.standard_normal((7, 7, label_nc + 1, out)) * 0.02, jnp.float32)
-  dense = lambda x, k: lowering.conv2d(jnp.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0)), mode='reflect'), k)
+  dense = functools.partial(layers.reflect_conv2d, pad=3)
   row = dict(x=[n, h, w, label_nc + 1], kernel=list(kern.shape), gflop=2 * n * h * w * kern.size / 1e9)
   for kind in ('xla', 'auto'):
     with lowering.using(kind):

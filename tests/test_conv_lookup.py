@@ -8,11 +8,11 @@ from hypothesis import given, settings, strategies as st
 
 from hdgan_jax import config as config_lib
 from hdgan_jax import models
-from hdgan_jax.models import layers, lowering
+from hdgan_jax.models import conv_lookup, layers, lowering
 
 
 def _dense(x, kernel):
-  return layers._reflect_conv(x, kernel, 3)
+  return layers.reflect_conv2d(x, kernel, 3)
 
 
 def _conv(kind, x, kernel, onehot_nc, binary_nc):
@@ -45,6 +45,10 @@ def _forward_and_grads(kind, x, kernel, nc, binary):
 def test_lookup_equals_dense(edge, feat):
   x, kernel = _input(0, 2, 9, 12, 5, edge, feat)
   binary = int(edge)
+  index, ok = conv_lookup.categorical_index(x, 5, binary)
+  assert bool(ok)  # the lookup branch is the one compared, not the dense fallback
+  labels = np.argmax(np.asarray(x[..., :5]), -1)
+  np.testing.assert_array_equal(index, labels * 2 + np.asarray(x[..., 5]) if edge else labels)
   looked_up = _forward_and_grads('matmul', x, kernel, 5, binary)
   dense = _forward_and_grads('xla', x, kernel, 5, binary)
   for name, a, b in zip(('y', 'dx', 'dkernel'), dense, looked_up):
@@ -57,6 +61,7 @@ def test_the_lookup_runs_only_on_one_hot_inputs():
   soft = x.at[0, 2, 3, :4].set(0.25)
   edge = x.at[0, 5, 5, 4].set(0.5)
   for bad in (soft, edge, x * 0.5):
+    assert not bool(conv_lookup.categorical_index(bad, 4, 1)[1])
     assert _relative(_conv('xla', bad, kernel, 4, 1), _conv('matmul', bad, kernel, 4, 1)) <= 2e-6
   nan = np.asarray(_conv('matmul', x.at[0, 4, 4, :4].set(jnp.nan), kernel, 4, 1))
   want = np.asarray(_conv('xla', x.at[0, 4, 4, :4].set(jnp.nan), kernel, 4, 1))

@@ -10,8 +10,8 @@ big operands instead:
   K = k*k*C; banded over output rows (:mod:`conv_bands`) so the patch matrix
   stays under ``PATCH_BYTES``. Used for D's 4x4 convs on wide channels; G's 7x7
   convs on few channels use :mod:`conv_rows`, which builds no full patch.
-* :func:`winograd`: F(2x2, 3x3) for stride-1 3x3 convs on 128+ channels (and
-  their input gradients from 256 tiles): 16 matmuls of K = C on 4x4 input tiles,
+* :func:`winograd`: F(2x2, 3x3) for stride-1 3x3 convs on 128+ channels (their
+  input gradients too from 256 tiles): 16 matmuls of K = C on 4x4 input tiles,
   2.25x fewer multiplies than direct.
 * :func:`outtaps`: for few output channels (D's last conv to 1): one matmul
   to k*k*O channels, then k*k shifted adds.
@@ -45,8 +45,7 @@ from hdgan_jax.models import conv_bands as bands, conv_rows
 # drifts to 2.9e-4 relative, over its 2e-4 tolerance.
 WINOGRAD_MIN_CHANNELS = 128
 WINOGRAD_MIN_TILES = 64  # 2x2 output tiles per conv (batch included)
-WINOGRAD_MIN_GRAD_CHANNELS = 128  # input gradient; below it XLA's (Eigen) is faster
-WINOGRAD_MIN_GRAD_TILES = 256  # and below it no faster inside a train step, 100+ MB more temp
+WINOGRAD_MIN_GRAD_TILES = 256  # input gradient; below it no faster inside a train step, 100+ MB more temp
 IM2COL_KERNELS = (4,)  # stride-1 kernel sizes that run as (banded) im2col (D's 4x4)
 ROWS_KERNEL = 7  # G's 7x7 convs: conv_rows' lowerings
 OUTTAPS_MAX_OUT = 4  # G's last conv to RGB, D's last conv to 1 channel
@@ -148,8 +147,9 @@ def _kernel_transform(w, flip: bool = False):
   """The 16 transformed kernels of ``w`` (``w[::-1, ::-1]`` if ``flip``), (16, C, O).
 
   One multithreaded K=9 matmul over the kernel instead of sixteen single-threaded
-  slice-and-add fusions (those took about 50 ms of each 1024-channel conv); the
-  flip is a permutation of the matrix's columns, so no flipped copy is made.
+  slice-and-add fusions (which dominated a 1024-channel conv's transforms in an
+  XLA profile); the flip is a permutation of the matrix's columns, so no flipped
+  copy is made.
   """
   k, _, c, o = w.shape
   gg = _GG[:, ::-1] if flip else _GG
@@ -168,7 +168,8 @@ def winograd(x, w, transpose: bool = False):
   Sixteen separate matmuls, one per transformed tap, rather than one batched
   matmul over a stacked (16, tiles, C) operand: XLA:CPU then computes each
   transformed tile operand inside its matmul's fusion instead of copying all
-  sixteen into one buffer first (about 40 % faster for 1024 channels at 32x64).
+  sixteen into one buffer first (faster for 1024 channels at 32x64 in a scratch
+  comparison; ``benchmarks/conv_layers.py`` times the result).
   ``transpose=True`` convolves with ``w`` flipped and its channel axes swapped,
   the input gradient's kernel, without copying it: the matmuls contract over
   the kernel's last axis (a transposed copy of a 1024x1024 kernel made the
@@ -177,9 +178,6 @@ def winograd(x, w, transpose: bool = False):
   n, h, wd, c = x.shape
   o = w.shape[-2] if transpose else w.shape[-1]
   contract = 1 if transpose else 0
-  # The kernel transform depends only on the parameters, so XLA would otherwise
-  # hoist every layer's (16 x 4 MB at 512 channels) to the start of the step.
-  x, w = lax.optimization_barrier((x, w))
   oh, ow = h - 2, wd - 2
   th, tw = -(-oh // 2), -(-ow // 2)
   x = jnp.pad(x, ((0, 0), (0, 2 * th - oh), (0, 2 * tw - ow), (0, 0)))
@@ -270,18 +268,16 @@ def _grads(x_shape, w_shape, dtype) -> str:
   XLA's (1.9 s against 0.9 s for G's first conv at 256x512 as an im2col
   correlation; 1.7 s against 0.6 s on one core from column patches), so they
   keep XLA's; D's 4x4 (im2col) and outtaps run both gradients as matmuls.
-  'winograd': the input gradient as a Winograd conv on wide channels and many
-  tiles (about 1.8x XLA's at 32x64x1024; XLA's, which runs in Eigen, wins at
-  32-64 channels; at G1's 16x32x512 in the 256x512 train step it gained nothing
-  and took 100 MB more XLA temp), and XLA's kernel gradient (as fast as
-  :func:`kernel_grad` at 1024 channels, up to 4x faster at 64).
+  'winograd': the input gradient as a Winograd conv where the forward is one and
+  the conv has 256+ tiles (at G1's 16x32x512 in the 256x512 train step it gained
+  nothing and took 100 MB more XLA temp), and XLA's kernel gradient, which was
+  as fast as :func:`kernel_grad` at 1024 channels in a scratch comparison.
   """
   kind = pick_s1(x_shape, w_shape, dtype)
   if w_shape[0] == 7 or kind == 'xla':
     return 'xla'
   if kind == 'winograd':
-    wide = min(w_shape[2:]) >= WINOGRAD_MIN_GRAD_CHANNELS
-    return 'winograd' if wide and _tiles(x_shape, 3) >= WINOGRAD_MIN_GRAD_TILES else 'xla'
+    return 'winograd' if _tiles(x_shape, 3) >= WINOGRAD_MIN_GRAD_TILES else 'xla'
   return 'matmul'
 
 

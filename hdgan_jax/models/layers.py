@@ -91,13 +91,14 @@ class InputConv(Conv):
   def __call__(self, x):
     kernel, bias = self.kernel_and_bias(x.shape[-1])
     pad = self.kernel_size // 2
-    dense = functools.partial(_reflect_conv, pad=pad)
+    dense = functools.partial(reflect_conv2d, pad=pad)
     y = lowering.categorical_conv2d(x.astype(self.dtype), kernel, pad, self.onehot_nc,
                                     self.binary_nc, dense)
     return y + bias
 
 
-def _reflect_conv(x, kernel, pad: int):
+def reflect_conv2d(x, kernel, pad: int):
+  """``nn.ReflectionPad2d(pad)`` then a stride-1 ``nn.Conv2d`` without bias (G's 7x7 convs)."""
   return conv2d(reflect_pad(x, pad), kernel)
 
 
