@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hdgan_jax.models import conv_bands, conv_matmul, conv_rows, layers, lowering
+from hdgan_jax.models import conv_bands, conv_matmul, conv_rows, layers, lowering, vgg
 
 
 def _check(fn, x, w, *args, rtol=2e-5):
@@ -65,6 +65,31 @@ def test_winograd_agrees(monkeypatch, h, w, grad):
   assert conv_matmul._grads((2, h + 2, w + 2, 8), (3, 3, 8, 20), jnp.float32) == grad
   x, kern = _data(h, (2, h, w, 8), (3, 3, 8, 20))
   _check(layers.conv2d, x, kern, 1, 1)
+
+
+def _dots(fn, x):
+  """dot_generals in the jaxpr of ``fn``'s gradient (forward and backward passes)."""
+  with lowering.using('matmul'):
+    return str(jax.make_jaxpr(jax.grad(lambda x: jnp.sum(fn(x))))(x)).count('dot_general')
+
+
+def test_loss_network_keeps_winograd_from_128_channels(monkeypatch):
+  """64-channel 3x3 convs: Winograd's 16 matmuls in G, XLA's conv inside the VGG."""
+  x, kern = _data(0, (1, 36, 36, 64), (3, 3, 64, 64))
+  assert conv_matmul.pick_s1(x.shape, kern.shape, jnp.float32) == 'winograd'
+  conv = lambda x: layers.conv2d(x, kern, 1, 1)
+  assert _dots(conv, x) >= 16
+  with lowering.winograd_from(conv_matmul.WINOGRAD_MIN_CHANNELS_LOSS_NET):
+    assert _dots(conv, x) == 0
+  picks = []
+  pick = conv_matmul.pick_s1
+  monkeypatch.setattr(conv_matmul, 'pick_s1', lambda *a: picks.append((a[1], pick(*a))) or picks[-1][1])
+  net = vgg.VGG('vgg16')
+  img = jnp.zeros((1, 32, 32, 3))
+  params = net.init(jax.random.key(0), img)
+  _dots(lambda img: sum(jnp.sum(f) for f in net.apply(params, img)), img)  # forward and backward
+  assert ((3, 3, 64, 64), 'xla') in picks and ((3, 3, 128, 128), 'winograd') in picks
+  assert all(kind != 'winograd' for w, kind in picks if min(w[2:]) < 128), picks
 
 
 def test_banded_matmuls_agree(monkeypatch):

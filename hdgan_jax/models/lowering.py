@@ -39,6 +39,7 @@ _DN = ('NHWC', 'HWIO', 'NHWC')
 MATMUL_MIN_FLOPS = 50e6  # 'auto' on CPU: smaller convs keep XLA's conv
 _override = contextvars.ContextVar('hdgan_conv_lowering', default=None)
 _default = ['auto']  # model.conv_lowering of the last network built (set_default)
+_winograd_min = contextvars.ContextVar('hdgan_winograd_min_channels', default=None)
 
 
 def set_default(name: str) -> None:
@@ -89,6 +90,20 @@ def using(name):
     _override.reset(token)
 
 
+@contextlib.contextmanager
+def winograd_from(channels: int):
+  """Stride-1 3x3 convs traced inside this block use Winograd from ``channels`` channels.
+
+  The VGG loss network traces under :data:`conv_matmul.WINOGRAD_MIN_CHANNELS_LOSS_NET`
+  (why: that constant's comment); everything else under the module's default.
+  """
+  token = _winograd_min.set(channels)
+  try:
+    yield
+  finally:
+    _winograd_min.reset(token)
+
+
 def conv2d(x, kernel, stride: int = 1, padding: int = 0):
   """``F.conv2d(x, kernel, stride, padding)`` in NHWC / HWIO."""
   k = kernel.shape[0]
@@ -99,7 +114,7 @@ def conv2d(x, kernel, stride: int = 1, padding: int = 0):
                                     dimension_numbers=_DN)
   if padding:
     x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-  return conv_matmul.conv_s1(x, kernel)
+  return conv_matmul.conv_s1(x, kernel, _winograd_min.get())
 
 
 def conv_transpose2d(x, kernel, stride: int, padding: int, output_padding: int):

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hdgan_jax import mesh
-from hdgan_jax.models import layers, remat
+from hdgan_jax.models import conv_matmul, layers, lowering, remat
 
 BLOCKS = {'vgg19': (2, 2, 4, 4, 4), 'vgg16': (2, 2, 3, 3, 3)}
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -42,7 +42,8 @@ class VGG(nn.Module):
 
   ``dtype`` is the compute dtype (weights stay float32); under ``remat``
   'blocks' or 'full' each conv + ReLU keeps only its input for the backward
-  pass. Activations are pinned to rows over the mesh's 'space' axis.
+  pass. Activations are pinned to rows over the mesh's 'space' axis. On CPU its
+  convs take Winograd from 128 channels, not 64 (:mod:`conv_matmul`'s constants say why).
   """
   arch: str = 'vgg19'
   dtype: jnp.dtype = jnp.float32
@@ -58,11 +59,12 @@ class VGG(nn.Module):
                                                 dtype=self.dtype, name=f'conv{b}_{i}')(x)))
     feats = []
     x = mesh.constrain(x)
-    for b, n in enumerate(BLOCKS[self.arch], start=1):
-      for i in range(1, (n if b < 5 else 1) + 1):
-        x = remat.unit(functools.partial(conv, b=b, i=i), self.remat)(self, x)
-        if i == 1:
-          feats.append(x)
+    with lowering.winograd_from(conv_matmul.WINOGRAD_MIN_CHANNELS_LOSS_NET):
+      for b, n in enumerate(BLOCKS[self.arch], start=1):
+        for i in range(1, (n if b < 5 else 1) + 1):
+          x = remat.unit(functools.partial(conv, b=b, i=i), self.remat)(self, x)
+          if i == 1:
+            feats.append(x)
     return feats
 
 
