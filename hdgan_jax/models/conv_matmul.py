@@ -8,7 +8,8 @@ big operands instead:
 
 * :func:`im2col`: the window's taps concatenated along channels, one matmul with
   K = k*k*C; banded over output rows (:mod:`conv_bands`) so the patch matrix
-  stays under ``PATCH_BYTES``. Used for D's 4x4 convs on wide channels; G's 7x7
+  stays under ``PATCH_BYTES``. Used for D's 4x4 convs on wide channels and 3x3
+  convs on 512+ channels at maps too small for Winograd; G's 7x7
   convs on few channels use :mod:`conv_rows`, which builds no full patch.
 * :func:`winograd`: F(2x2, 3x3) for stride-1 3x3 convs on 64+ channels (their
   input gradients too from 256 tiles): 16 matmuls of K = C on 4x4 input tiles,
@@ -52,6 +53,9 @@ WINOGRAD_MIN_CHANNELS_LOSS_NET = 128
 WINOGRAD_MIN_TILES = 64  # 2x2 output tiles per conv (batch included)
 WINOGRAD_MIN_GRAD_TILES = 256  # input gradient; below it no faster inside a train step, 100+ MB more temp
 IM2COL_KERNELS = (4,)  # stride-1 kernel sizes that run as (banded) im2col (D's 4x4)
+# 3x3 convs on maps too small for Winograd (under WINOGRAD_MIN_TILES tiles) and this many
+# channels run as im2col: one matmul with K = 9C (G1's residual blocks at 8x16x1024).
+IM2COL3_MIN_CHANNELS = 512
 ROWS_KERNEL = 7  # G's 7x7 convs: conv_rows' lowerings
 OUTTAPS_MAX_OUT = 4  # G's last conv to RGB, D's last conv to 1 channel
 
@@ -254,7 +258,10 @@ def pick_s1(x_shape, w_shape, dtype, winograd_min=None) -> str:
   convs as im2col (22-37x XLA's with their gradients); every stride-1 3x3 conv
   on ``winograd_min`` (default :data:`WINOGRAD_MIN_CHANNELS`) or more channels
   and 64+ tiles as Winograd (G1's residual conv at 32x64x1024: 143 against
-  614 ms; equal at 32 tiles).
+  614 ms; equal at 32 tiles); below 64 tiles, 3x3 convs on 512+ channels as
+  im2col with matmul gradients (G1's residual conv at 8x16x1024, the 128x256
+  model's bottleneck: 98 against 128 ms forward + both gradients, the forward
+  15 against 37 ms; the 128x256 VGG19 train step 3.27 -> 2.81 s).
   """
   k, _, c, o = w_shape
   winograd_min = winograd_min or WINOGRAD_MIN_CHANNELS
@@ -265,6 +272,9 @@ def pick_s1(x_shape, w_shape, dtype, winograd_min=None) -> str:
   if (k == 3 and dtype == jnp.float32 and min(c, o) >= winograd_min
       and _tiles(x_shape, k) >= WINOGRAD_MIN_TILES):
     return 'winograd'
+  if (k == 3 and min(c, o) >= IM2COL3_MIN_CHANNELS
+      and _tiles(x_shape, k) < WINOGRAD_MIN_TILES):
+    return 'im2col'
   return 'im2col' if k in IM2COL_KERNELS else 'xla'
 
 
