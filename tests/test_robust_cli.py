@@ -17,10 +17,20 @@ from hdgan_jax import checkpoint
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _main(args, **kw):
+def _main(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
   return subprocess.Popen([sys.executable, '-m', 'hdgan_jax.main', '--config=experiments/demo.py',
-                           *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, **kw)
+                           *args], cwd=REPO, stdout=stdout, stderr=stderr, text=True)
+
+
+def _read(f):
+  f.seek(0)
+  return f.read()
+
+
+def _finished_steps(wd):
+  """Checkpoint steps whose directories are complete (orbax renames a finished one to its step)."""
+  d = wd / 'checkpoints'
+  return [n for n in os.listdir(d) if n.isdigit()] if d.exists() else []
 
 
 def test_cli_errors_are_one_line(tmp_path):
@@ -36,6 +46,9 @@ def test_cli_errors_are_one_line(tmp_path):
 
 def test_ctrl_c_keeps_the_checkpoints_and_says_how_to_resume(tmp_path):
   wd = tmp_path / 'wd'
+  # Output to files, not pipes: the progress bar writes every step, and a pipe nobody
+  # reads until the end fills and blocks the run before it is interrupted.
+  out_f, err_f = open(tmp_path / 'out.txt', 'w+'), open(tmp_path / 'err.txt', 'w+')
   p = _main([f'--workdir={wd}', '--config.num_train_steps=400', '--config.eval_semantic=False',
              '--config.checkpoint_every_steps=2', '--config.sample_every_steps=1000',
              '--config.data.demo_num_images=8', '--config.model.ngf=4',
@@ -44,13 +57,17 @@ def test_ctrl_c_keeps_the_checkpoints_and_says_how_to_resume(tmp_path):
              '--config.no_vgg_loss=True', '--config.model.n_blocks_global=1',
              # the smallest model that trains (less to compile): Ctrl-C does not depend on it
              '--config.model.n_downsample_global=1', '--config.model.num_D=1',
-             '--config.model.n_layers_D=1', '--config.batch_size=2'])
+             '--config.model.n_layers_D=1', '--config.batch_size=2'],
+            stdout=out_f, stderr=err_f)
   deadline = time.time() + 400
-  while not os.path.exists(wd / 'checkpoints' / '2') and time.time() < deadline:
-    time.sleep(0.5)
-  assert p.poll() is None, p.communicate()
+  # Any finished checkpoint: with one every 2 steps and 3 kept, step 2's lives for a
+  # fraction of a second, which a loaded machine's poll can miss.
+  while not _finished_steps(wd) and time.time() < deadline:
+    time.sleep(0.2)
+  assert p.poll() is None, f'the run ended before Ctrl-C:\n{_read(out_f)}\n{_read(err_f)}'
   p.send_signal(signal.SIGINT)
-  out, err = p.communicate(timeout=300)
+  p.wait(timeout=300)
+  out, err = _read(out_f), _read(err_f)
   assert p.returncode == 130, (out, err)
   assert 'run the same command to resume' in out, out
   assert 'Traceback' not in err, err
