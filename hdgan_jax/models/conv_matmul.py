@@ -11,9 +11,9 @@ big operands instead:
   stays under ``PATCH_BYTES``. Used for D's 4x4 convs on wide channels and 3x3
   convs on 512+ channels at maps too small for Winograd; G's 7x7
   convs on few channels use :mod:`conv_rows`, which builds no full patch.
-* :func:`winograd`: F(2x2, 3x3) for stride-1 3x3 convs on 64+ channels (their
-  input gradients too from 256 tiles): 16 matmuls of K = C on 4x4 input tiles,
-  2.25x fewer multiplies than direct.
+* :func:`winograd`: F(2x2, 3x3) for stride-1 3x3 convs on 64+ channels (128+ in
+  the VGG loss network; their input gradients too from 256 tiles): 16 matmuls of
+  K = C on 4x4 input tiles, 2.25x fewer multiplies than direct.
 * :func:`outtaps`: for few output channels (D's last conv to 1): one matmul
   to k*k*O channels, then k*k shifted adds.
 

@@ -19,6 +19,10 @@ network is built from a config, ``models.use_lowering``),
 choice is read when a function is traced: a jitted function keeps the lowering
 it was traced with.
 
+Under 'matmul', ``with lowering.winograd_from(128):`` raises the channel count from
+which 3x3 convs traced inside it take Winograd; the VGG loss network does this
+(:data:`conv_matmul.WINOGRAD_MIN_CHANNELS_LOSS_NET` says why).
+
 Both lowerings compute PyTorch's ``F.conv2d`` / ``F.conv_transpose2d`` with
 symmetric zero padding; tests check they agree, forward and backward.
 """
