@@ -50,6 +50,8 @@ flags.DEFINE_bool('infer', False, 'Time generator inference only.')
 flags.DEFINE_string('dtype', 'float32', 'Compute dtype.')
 flags.DEFINE_bool('vgg19', False, "The original's VGG19 perceptual net (random weights) instead of VGG16.")
 flags.DEFINE_enum('lowering', 'auto', list(lowering.KINDS), 'Conv lowering (see models/lowering.py).')
+flags.DEFINE_enum('remat', 'none', ['none', 'blocks', 'full'],
+                  'model.remat: what the backward pass recomputes instead of keeping (models/remat.py).')
 flags.DEFINE_bool('layers', False, 'Also print the per-layer conv table (ours vs plain lax).')
 FLAGS = flags.FLAGS
 
@@ -60,7 +62,7 @@ def main(_):
   m.update(dict(netG=FLAGS.netG, ngf=FLAGS.ngf, n_downsample_global=FLAGS.n_downsample_global,
                 n_blocks_global=FLAGS.n_blocks_global, label_nc=FLAGS.label_nc,
                 no_instance=not FLAGS.instance, num_D=FLAGS.num_D, n_layers_D=FLAGS.n_layers_D,
-                dtype=FLAGS.dtype))
+                dtype=FLAGS.dtype, remat=FLAGS.remat))
   c.no_vgg_loss = not (FLAGS.vgg or FLAGS.vgg19)
   c.perceptual_backbone = 'vgg16'
   if FLAGS.vgg19:
