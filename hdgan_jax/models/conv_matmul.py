@@ -269,12 +269,11 @@ def pick_s1(x_shape, w_shape, dtype, winograd_min=None) -> str:
     return 'planar' if o <= OUTTAPS_MAX_OUT else 'rowcol'
   if o <= OUTTAPS_MAX_OUT and k > 1:
     return 'outtaps'
-  if (k == 3 and dtype == jnp.float32 and min(c, o) >= winograd_min
-      and _tiles(x_shape, k) >= WINOGRAD_MIN_TILES):
-    return 'winograd'
-  if (k == 3 and min(c, o) >= IM2COL3_MIN_CHANNELS
-      and _tiles(x_shape, k) < WINOGRAD_MIN_TILES):
-    return 'im2col'
+  if k == 3 and _tiles(x_shape, k) >= WINOGRAD_MIN_TILES:
+    if dtype == jnp.float32 and min(c, o) >= winograd_min:
+      return 'winograd'
+  elif k == 3 and min(c, o) >= IM2COL3_MIN_CHANNELS:
+    return 'im2col'  # too few tiles for Winograd's 16 matmuls
   return 'im2col' if k in IM2COL_KERNELS else 'xla'
 
 
@@ -284,7 +283,8 @@ def _grads(x_shape, w_shape, dtype, winograd_min=None) -> str:
   Measured with gradients: the 7x7 convs' matmul kernel gradients lose to
   XLA's (1.9 s against 0.9 s for G's first conv at 256x512 as an im2col
   correlation; 1.7 s against 0.6 s on one core from column patches), so they
-  keep XLA's; D's 4x4 (im2col) and outtaps run both gradients as matmuls.
+  keep XLA's; D's 4x4 and the small-map 3x3 convs (im2col) and outtaps run both
+  gradients as matmuls.
   'winograd': the input gradient as a Winograd conv where the forward is one and
   the conv has 256+ tiles (at G1's 16x32x512 in the 256x512 train step it gained
   nothing and took 100 MB more XLA temp), and XLA's kernel gradient, which was
