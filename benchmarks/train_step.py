@@ -104,6 +104,11 @@ def main(_):
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flop = float(cost.get('flops', 0.0)) if cost else 0.0
+  # XLA's own buffer sizes for the step: temp (activations, gradients, workspaces) and
+  # the arguments (parameters and optimizer state, donated in training).
+  mem = compiled.memory_analysis()
+  xla_mib = {f'xla_{k}_mib': getattr(mem, f'{k}_size_in_bytes', 0) / 2 ** 20
+             for k in ('temp', 'argument', 'output')} if mem is not None else {}
   for _ in range(FLAGS.warmup):
     run(args)
   times = []
@@ -120,12 +125,14 @@ def main(_):
              peak_rss_mib=peak_rss,
              gflop_per_step=flop / 1e9, gflops_per_s=flop / 1e9 / med if med else 0.0,
              lowering=FLAGS.lowering, vgg='vgg19' if FLAGS.vgg19 else ('vgg16' if FLAGS.vgg else ''),
-             matmul_gflops=rate)
+             matmul_gflops=rate, **xla_mib)
   res['fraction_of_matmul'] = res['gflops_per_s'] / rate
   print(f"{res['mode']} {FLAGS.netG} ngf {FLAGS.ngf} {h}x{w} batch {n} ({FLAGS.lowering}): "
         f"median {med:.3f}s (min {min(times):.3f}s), compile {compile_s:.1f}s, "
         f"{res['gflops_per_s']:.1f} GFLOP/s = {100 * res['fraction_of_matmul']:.0f}% of the "
-        f"{rate:.0f} GFLOP/s matmul rate, peak RSS {res['peak_rss_mib']:.0f} MiB")
+        f"{rate:.0f} GFLOP/s matmul rate, peak RSS {res['peak_rss_mib']:.0f} MiB"
+        + (f" (XLA temp {xla_mib['xla_temp_mib']:.0f}, arguments {xla_mib['xla_argument_mib']:.0f} MiB)"
+           if xla_mib else ''))
   if FLAGS.layers:
     if FLAGS.infer:
       target = ((lambda p, b: step.generator_forward(nets, c, p, b)[1]), (args[0], batch))
