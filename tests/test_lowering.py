@@ -79,6 +79,32 @@ def test_small_wide_three_by_three_runs_as_im2col(monkeypatch):
   _check(layers.conv2d, x, kern, 1, 1)
 
 
+@pytest.mark.parametrize('k,shape,patch_bytes', [
+    (3, (2, 6, 9, 5), None),      # one piece: z at dy's pixels, shifted adds padded
+    (4, (1, 11, 8, 3), None),
+    (4, (2, 13, 7, 3), 2 << 10),  # banded over x's rows, k - 1 rows recomputed per band
+    (3, (1, 9, 5, 4), 1 << 10),
+])
+def test_input_gradient_is_lax_vjp(monkeypatch, k, shape, patch_bytes):
+  """input_grad (dy @ w^T, then col2im) equals lax's input gradient, whole or banded."""
+  if patch_bytes:
+    monkeypatch.setattr(conv_bands, 'PATCH_BYTES', patch_bytes)
+  monkeypatch.setattr(conv_matmul, 'IM2COL3_MIN_CHANNELS', 1)  # small 3x3 convs as im2col too
+  x, kern = _data(k, shape, (k, k, shape[-1], 6))
+  conv = lambda x: jax.lax.conv_general_dilated(x, kern, (1, 1), 'VALID', precision='highest',
+                                                dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  y, vjp = jax.vjp(conv, x)
+  dy = jnp.asarray(np.random.default_rng(1).standard_normal(y.shape), jnp.float32)
+  want = vjp(dy)[0]
+  got = conv_matmul.input_grad(dy, kern, x.shape)
+  np.testing.assert_allclose(got, want, rtol=0, atol=2e-6 * float(jnp.max(jnp.abs(want))))
+  # The flipped, channel-swapped kernel is never built (its transpose was most of the cost).
+  with lowering.using('matmul'):
+    jaxpr = str(jax.make_jaxpr(jax.grad(lambda x: jnp.sum(conv_matmul.conv_s1(x, kern) ** 2)))(x))
+  assert conv_matmul._grads(x.shape, kern.shape, jnp.float32) == 'matmul'
+  assert 'rev[' not in jaxpr
+
+
 def _dots(fn, x):
   """dot_generals in the jaxpr of ``fn``'s gradient (forward and backward passes)."""
   with lowering.using('matmul'):

@@ -25,10 +25,11 @@ convs (0.6-0.75 s against 0.04-0.14 s), through :func:`kernel_grad`
 :func:`pick_s1`'s table, from ``benchmarks/conv_layers.py``.
 
 :func:`conv_s1` wraps the stride-1 lowerings in a custom VJP whose input
-gradient is again a stride-1 conv (of the padded output gradient with the
-flipped, transposed kernel, lowered by the same rules) and whose kernel gradient
-is one correlation matmul (:func:`kernel_grad`); autodiff through the slicing
-would build k*k full-size padded copies. Which lowering runs for which shape is
+gradient is one matmul to k*k*C channels followed by shifted adds
+(:func:`input_grad`; for few output channels, a stride-1 conv of the padded
+output gradient with the flipped kernel) and whose kernel gradient is one
+correlation matmul (:func:`kernel_grad`); autodiff through the slicing would
+build k*k full-size padded copies. Which lowering runs for which shape is
 decided in :mod:`hdgan_jax.models.lowering`.
 """
 
@@ -242,6 +243,49 @@ def kernel_grad(x, dy, k: int, s: int = 1):
   return jnp.sum(bands.map_bands(band, oh, per), axis=0).reshape(k, k, c, o)
 
 
+def input_grad(dy, w, x_shape):
+  """dL/dx of a stride-1 VALID conv: z = dy @ w^T (k*k*C channels), then k*k shifted adds.
+
+  The same numbers as the conv of the padded ``dy`` with the flipped, channel-
+  swapped kernel, without that kernel: transposing a (3, 3, 1024, 1024) kernel's
+  channel axes alone took 37 ms of the 51 ms such an input gradient took at
+  8x16 (``dot_general`` contracts ``w``'s output axis in place), and ``z`` is
+  computed at ``dy``'s pixels only, not over the padded map. Banded over ``x``'s
+  rows when ``z`` would pass ``PATCH_BYTES`` (each band recomputes k - 1 rows).
+  """
+  k, _, c, o = w.shape
+  n, oh, ow, _ = dy.shape
+  h = x_shape[1]
+  wm = w.reshape(k * k * c, o)
+  z_of = lambda d: lax.dot_general(d, wm, (((3,), (1,)), ((), ())),
+                                   preferred_element_type=jnp.float32)
+
+  def col2im(z, rows: int, top: int, pad_rows: bool):
+    """Row y of the result sums z's row y + top - i at tap (i, j), shifted j columns."""
+    out = None
+    for i in range(k):
+      for j in range(k):
+        t = (i * k + j) * c
+        if pad_rows:
+          term = jnp.pad(z[..., t:t + c], ((0, 0), (i, k - 1 - i), (j, k - 1 - j), (0, 0)))
+        else:
+          term = jnp.pad(lax.slice_in_dim(z[..., t:t + c], top - i, top - i + rows, axis=1),
+                         ((0, 0), (0, 0), (j, k - 1 - j), (0, 0)))
+        out = term if out is None else out + term
+    return out.astype(dy.dtype)
+
+  per = bands.rows_per_band(h, n * ow * k * k * c * 4)
+  if per >= h:
+    return col2im(z_of(dy), h, 0, pad_rows=True)
+  nb = -(-h // per)
+  dyp = jnp.pad(dy, ((0, 0), (k - 1, nb * per - oh), (0, 0), (0, 0)))  # dy row r at r + k - 1
+
+  def band(r0):
+    z = z_of(lax.dynamic_slice_in_dim(dyp, r0, per + k - 1, axis=1))
+    return col2im(z, per, k - 1, pad_rows=False)
+  return bands.join_bands(bands.map_bands(band, h, per), h)
+
+
 def _tiles(x_shape, k: int) -> int:
   """Winograd's 2x2 output tiles of a VALID k x k conv of ``x_shape`` (batch included)."""
   oh, ow = x_shape[1] - k + 1, x_shape[2] - k + 1
@@ -284,7 +328,10 @@ def _grads(x_shape, w_shape, dtype, winograd_min=None) -> str:
   XLA's (1.9 s against 0.9 s for G's first conv at 256x512 as an im2col
   correlation; 1.7 s against 0.6 s on one core from column patches), so they
   keep XLA's; D's 4x4 and the small-map 3x3 convs (im2col) and outtaps run both
-  gradients as matmuls.
+  gradients as matmuls (:func:`input_grad`, :func:`kernel_grad`; the 128x256
+  VGG19 train step 2.84 -> 2.32 s when the input gradient stopped building the
+  flipped kernel). The Winograd-forward convs under 256 tiles measured the same
+  with these matmul gradients as with XLA's (55 ms at 16x32x512), so keep XLA's.
   'winograd': the input gradient as a Winograd conv where the forward is one and
   the conv has 256+ tiles (at G1's 16x32x512 in the 256x512 train step it gained
   nothing and took 100 MB more XLA temp), and XLA's kernel gradient, which was
@@ -338,7 +385,10 @@ def _conv_s1_bwd(winograd_min, res, dy):
   if kind == 'winograd':
     dw = jax.vjp(lambda w: _xla(x, w, 1), w)[1](dy)[0]
     return winograd(dyp, w, transpose=True), dw
-  dx = _forward_s1(dyp, w[::-1, ::-1].transpose(0, 1, 3, 2), winograd_min)
+  if w.shape[-1] > OUTTAPS_MAX_OUT:
+    dx = input_grad(dy, w, x.shape)
+  else:  # few output channels: z would be k*k*C wide for a K = O matmul
+    dx = _forward_s1(dyp, w[::-1, ::-1].transpose(0, 1, 3, 2), winograd_min)
   dw = kernel_grad(x, dy, k).astype(w.dtype)
   return dx, dw
 
