@@ -55,6 +55,18 @@ def test_lookup_equals_dense(edge, feat):
     assert _relative(a, b) <= 2e-6, name
 
 
+def test_kernel_gradient_is_segment_sums():
+  """On one-hot inputs the kernel gradient is k*k segment sums, not a dense correlation."""
+  x, kernel = _input(2, 1, 8, 10, 4, True, 2)
+  index, ok = conv_lookup.categorical_index(x, 4, 1)
+  dy = jnp.asarray(np.random.default_rng(3).standard_normal((1, 8, 10, 6)), jnp.float32)
+  got = conv_lookup.segment_kernel_grad(index, dy, 7, 3, 4, 1)
+  want = jax.vjp(lambda k: _dense(x[..., :5], k), kernel[:, :, :5])[1](dy)[0]
+  assert got.shape == (7, 7, 5, 6) and _relative(want, got) <= 2e-6
+  loss = lambda k: jnp.sum(_conv('matmul', x, k, 4, 1) * dy)
+  assert str(jax.make_jaxpr(jax.grad(loss))(kernel)).count('scatter-add') == 49
+
+
 def test_the_lookup_runs_only_on_one_hot_inputs():
   """Soft labels, a non-0/1 edge value or NaN take the dense conv: same numbers."""
   x, kernel = _input(1, 1, 8, 8, 4, True, 0)
