@@ -215,7 +215,7 @@ def generator_forward(nets: Nets, config, g_params, batch):
 def discriminator_fn(nets: Nets, cond, real):
   """``(d_params, fake) -> (D(cond, real), D(cond, fake))``: D once on each, never stacked."""
   def d_fn(dp, fake_img):
-    apply = lambda img: nets.D.apply({'params': dp}, jnp.concatenate([cond, img], -1))
+    apply = lambda img: nets.D.apply({'params': dp}, img, cond)  # D(concat(cond, img))
     return apply(real), apply(fake_img)
   return d_fn
 

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from hdgan_jax import models
 from hdgan_jax.models import conv_bands, conv_matmul, conv_rows, layers, lowering, vgg
 
 
@@ -175,3 +176,36 @@ def test_config_option_selects_the_lowering(monkeypatch):
   c.model.conv_lowering = 'cudnn'
   with pytest.raises(config_lib.ConfigError, match='conv_lowering'):
     config_lib.validate(c)
+
+
+def _input_grad_channels(fn, *args):
+  """Channel counts of the transposed (lhs-dilated) convs in ``fn``'s jaxpr: strided convs' dx."""
+  out = []
+  for eqn in jax.make_jaxpr(fn)(*args).jaxpr.eqns:
+    if eqn.primitive.name == 'conv_general_dilated' and tuple(eqn.params['lhs_dilation']) != (1, 1):
+      out.append(eqn.outvars[0].aval.shape[-1])
+  return out
+
+
+def test_discriminator_takes_its_condition_apart():
+  """D(img, cond) is D(concat(cond, img)); on CPU only the image gets an input gradient."""
+  d = models.MultiscaleDiscriminator(ndf=8, n_layers=2, num_D=2)
+  r = np.random.default_rng(0)
+  cond = jnp.asarray(r.random((1, 24, 32, 6)) < 0.3, jnp.float32)
+  img = jnp.asarray(r.standard_normal((1, 24, 32, 3)), jnp.float32)
+  params = d.init(jax.random.key(0), jnp.concatenate([cond, img], -1))
+  score = lambda out: sum(jnp.sum(f * jnp.cos(jnp.arange(f.size).reshape(f.shape))) for s in out for f in s)
+  joint = lambda p, img: score(d.apply(p, jnp.concatenate([cond, img], -1)))
+  split = lambda p, img: score(d.apply(p, img, cond))
+  for kind in ('xla', 'matmul'):
+    with lowering.using(kind):
+      want = jax.grad(joint, argnums=(0, 1))(params, img)
+      got = jax.grad(split, argnums=(0, 1))(params, img)
+      np.testing.assert_allclose(joint(params, img), split(params, img), rtol=1e-5)
+      scale = max(float(jnp.max(jnp.abs(a))) for a in jax.tree_util.tree_leaves(want))
+      for a, b in zip(jax.tree_util.tree_leaves(want), jax.tree_util.tree_leaves(got)):
+        # one scale for all: biases before an instance norm have pure-rounding gradients
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-6 * scale)
+  with lowering.using('matmul'):
+    channels = _input_grad_channels(jax.grad(split, argnums=1), params, img)
+  assert 3 in channels and 9 not in channels and 6 not in channels, channels

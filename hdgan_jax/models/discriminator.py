@@ -36,18 +36,26 @@ class NLayerDiscriminator(nn.Module):
   remat: str = 'none'
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, cond=None):
+    """``x``: the conditioned input, or just the image when ``cond`` is given (see below)."""
+    def first(_, h, c):
+      if c is None:
+        h = layers.Conv(self.ndf, _KW, 2, _PADW, self.dtype, name='layer0')(h)
+      else:
+        h = layers.ConditionedConv(self.ndf, _KW, 2, _PADW, self.dtype, name='layer0')(h, c)
+      return mesh.constrain(nn.leaky_relu(h, 0.2))
+
     def layer(_, h, *, j, nf, stride):
       h = layers.Conv(nf, _KW, stride, _PADW, self.dtype, name=f'layer{j}')(h)
-      if j > 0:
-        h = layers.Norm(self.norm, self.train, name=f'layer{j}_norm')(h)
+      h = layers.Norm(self.norm, self.train, name=f'layer{j}_norm')(h)
       return mesh.constrain(nn.leaky_relu(h, 0.2))
 
     def last(_, h, *, j):
       return mesh.constrain(layers.Conv(1, _KW, 1, _PADW, self.dtype, name=f'layer{j}')(h))
 
     unit = lambda fn, **static: remat.unit(functools.partial(fn, **static), self.remat)
-    feats = [unit(layer, j=0, nf=self.ndf, stride=2)(self, mesh.constrain(x))]
+    cond = None if cond is None else mesh.constrain(cond)
+    feats = [unit(first)(self, mesh.constrain(x), cond)]
     nf = self.ndf
     for j in range(1, self.n_layers + 1):
       nf = min(nf * 2, 512)
@@ -71,14 +79,22 @@ class MultiscaleDiscriminator(nn.Module):
   remat: str = 'none'
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, cond=None):
+    """D on ``concat(cond, x)``: pass the condition as ``cond`` (the step does) or inside ``x``.
+
+    Both give the same numbers. With ``cond`` separate, the condition's pyramid
+    and its part of every first conv are values of their own, which the CPU
+    lowering shares between D's real and fake passes (:class:`layers.ConditionedConv`).
+    """
     scale = remat.level_module(NLayerDiscriminator, self.remat)
     nets = [scale(self.ndf, self.n_layers, self.norm, self.train, self.dtype, self.remat,
                   name=f'scale{i}') for i in range(self.num_D)]
     result = []
     x = mesh.constrain(x)
+    cond = None if cond is None else mesh.constrain(cond)
     for k in range(self.num_D):
-      result.append(nets[self.num_D - 1 - k](x))
+      result.append(nets[self.num_D - 1 - k](x, cond))
       if k != self.num_D - 1:
         x = mesh.constrain(layers.avg_pool_3x3_s2(x))
+        cond = None if cond is None else mesh.constrain(layers.avg_pool_3x3_s2(cond))
     return result
