@@ -54,9 +54,12 @@ WINOGRAD_MIN_CHANNELS_LOSS_NET = 128
 WINOGRAD_MIN_TILES = 64  # 2x2 output tiles per conv (batch included)
 WINOGRAD_MIN_GRAD_TILES = 256  # input gradient; below it no faster inside a train step, 100+ MB more temp
 IM2COL_KERNELS = (4,)  # stride-1 kernel sizes that run as (banded) im2col (D's 4x4)
-# 3x3 convs on maps too small for Winograd (under WINOGRAD_MIN_TILES tiles) and this many
-# channels run as im2col: one matmul with K = 9C (G1's residual blocks at 8x16x1024).
+# 3x3 convs on this many channels and under IM2COL3_MAX_TILES tiles run as im2col: one
+# matmul with K = 9C, both gradients as matmuls. Winograd's 16 matmuls are then too small:
+# at 16x32x512 (128 tiles) the forward took 15 against 19 ms and the input gradient 12
+# against 20 (Winograd) or 18 (XLA); at 512 tiles Winograd wins (39 against 82 ms).
 IM2COL3_MIN_CHANNELS = 512
+IM2COL3_MAX_TILES = 256
 ROWS_KERNEL = 7  # G's 7x7 convs: conv_rows' lowerings
 OUTTAPS_MAX_OUT = 4  # G's last conv to RGB, D's last conv to 1 channel
 
@@ -302,10 +305,12 @@ def pick_s1(x_shape, w_shape, dtype, winograd_min=None) -> str:
   convs as im2col (22-37x XLA's with their gradients); every stride-1 3x3 conv
   on ``winograd_min`` (default :data:`WINOGRAD_MIN_CHANNELS`) or more channels
   and 64+ tiles as Winograd (G1's residual conv at 32x64x1024: 143 against
-  614 ms; equal at 32 tiles); below 64 tiles, 3x3 convs on 512+ channels as
-  im2col with matmul gradients (G1's residual conv at 8x16x1024, the 128x256
-  model's bottleneck: 98 against 128 ms forward + both gradients, the forward
-  15 against 37 ms; the 128x256 VGG19 train step 3.27 -> 2.81 s).
+  614 ms; equal at 32 tiles), except that 3x3 convs on 512+ channels under 256
+  tiles run as im2col with matmul gradients (G1's residual conv at 8x16x1024,
+  the 128x256 model's bottleneck: 98 against 128 ms forward + both gradients,
+  the forward 15 against 37 ms; the 128x256 VGG19 train step 3.27 -> 2.81 s;
+  at 16x32x512, the 256x512 model's, the same time in the step and 220 MiB
+  less XLA temp than Winograd with XLA's gradients).
   """
   k, _, c, o = w_shape
   winograd_min = winograd_min or WINOGRAD_MIN_CHANNELS
@@ -313,11 +318,11 @@ def pick_s1(x_shape, w_shape, dtype, winograd_min=None) -> str:
     return 'planar' if o <= OUTTAPS_MAX_OUT else 'rowcol'
   if o <= OUTTAPS_MAX_OUT and k > 1:
     return 'outtaps'
+  if k == 3 and min(c, o) >= IM2COL3_MIN_CHANNELS and _tiles(x_shape, k) < IM2COL3_MAX_TILES:
+    return 'im2col'  # too few tiles for Winograd's 16 matmuls to beat one
   if k == 3 and _tiles(x_shape, k) >= WINOGRAD_MIN_TILES:
     if dtype == jnp.float32 and min(c, o) >= winograd_min:
       return 'winograd'
-  elif k == 3 and min(c, o) >= IM2COL3_MIN_CHANNELS:
-    return 'im2col'  # too few tiles for Winograd's 16 matmuls
   return 'im2col' if k in IM2COL_KERNELS else 'xla'
 
 
