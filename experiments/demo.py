@@ -38,6 +38,10 @@ def get_config():
   # (README, The demo). Only the demo's small model and short run are tuned this way.
   c.lr = 4e-4
   c.lambda_feat = 20.0
+  # Samples and scores from a moving average of G's weights (step.ema_update): smoother
+  # images (the 600-step scratch run: held-out accuracy 0.724 and FID 188.6 against 0.710
+  # and 199.9 without; README, The demo).
+  c.g_ema_decay = 0.99
   c.perceptual_backbone = 'vgg16'
   c.num_train_steps = 600    # 37.5 epochs of 16 steps
   c.niter = 25

@@ -48,13 +48,13 @@ def reader(workdir: str) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, 'checkpoints')), options=opts)
 
 
-def restore_params(mngr: ocp.CheckpointManager, step: int, abstract_g_params):
-  """Only the generator-side parameters (``state.g_params``) of a checkpoint.
+def restore_params(mngr: ocp.CheckpointManager, step: int, abstract_g_params, key: str = 'g_params'):
+  """Only the generator-side parameters (``state.g_params``, or ``state.g_ema``) of a checkpoint.
 
   ``abstract_g_params`` holds ShapeDtypeStructs with the wanted sharding; the
   discriminator and optimizer states are not read.
   """
-  target = {'g_params': abstract_g_params}
+  target = {key: abstract_g_params}
   restore_args = ocp.checkpoint_utils.construct_restore_args(target)
   try:
     out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
@@ -65,7 +65,7 @@ def restore_params(mngr: ocp.CheckpointManager, step: int, abstract_g_params):
         f'{path}: cannot read the generator parameters ({e.__class__.__name__}: '
         f'{str(e).splitlines()[0][:300] if str(e) else ""}). The checkpoint is corrupt or '
         'was made by another model; choose another step or workdir.') from e
-  return out['state']['g_params']
+  return out['state'][key]
 
 
 def _encode_data_state(data_state: Any) -> Any:

@@ -98,6 +98,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.perceptual_normalize = 'none'   # 'none' = [-1, 1] straight in, as the original; 'imagenet'
   c.gan_mode = ''            # '' = from model.no_lsgan; or 'lsgan' | 'vanilla' | 'hinge'
   c.init_from = ''           # G weights to start from: a workdir, .pth or .npz (partial load)
+  # > 0: also keep an exponential moving average of G's parameters (decay per step, with
+  # warm-up min(decay, (1 + step) / (10 + step))); samples, evaluation and run.load use it.
+  c.g_ema_decay = 0.0
   c.allow_data_change = False  # resume although batch size / dataset / order differ from the checkpoint's
 
   # Run length and periodic work, in steps. num_train_steps 0 = (niter + niter_decay) epochs.
@@ -125,7 +128,7 @@ _BOUNDS = (
     ('keep_checkpoints', 1, None), ('num_sample_images', 1, None), ('n_clusters', 1, None),
     ('eval_every_steps', 0, None), ('eval_num_images', 2, None),
     ('niter', 0, None), ('niter_decay', 0, None), ('niter_fix_global', 0, None),
-    ('lambda_feat', 0, None), ('lambda_vgg', 0, None), ('beta1', 0, 1), ('beta2', 0, 1),
+    ('lambda_feat', 0, None), ('lambda_vgg', 0, None), ('beta1', 0, 1), ('beta2', 0, 1), ('g_ema_decay', 0, 1),
     ('model.label_nc', 0, None), ('model.input_nc', 1, None), ('model.output_nc', 1, None),
     ('model.ngf', 1, None), ('model.ndf', 1, None), ('model.nef', 1, None),
     ('model.n_downsample_global', 0, None), ('model.n_blocks_global', 0, None),

@@ -161,7 +161,8 @@ def from_workdir(workdir: str, config=None, *, step: Optional[int] = None) -> Ru
         logging.warning("data.%s: using the checkpoint's %r, not %r, so inputs are "
                         'preprocessed as in training', key, saved.data.get(key),
                         config.data.get(key))
-  params = checkpoint.restore_params(mngr, step, abstract_params(saved.model))
+  key = 'g_ema' if saved.get('g_ema_decay', 0) else 'g_params'  # the average, when training kept one
+  params = checkpoint.restore_params(mngr, step, abstract_params(saved.model), key)
   run = Run(saved, params, origin=f'{workdir} step {step}', step=step, workdir=workdir)
   path = os.path.join(workdir, CLUSTER_FILE)
   if saved.model.use_features and os.path.exists(path):

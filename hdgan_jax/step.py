@@ -46,6 +46,22 @@ class TrainState:
   d_params: PyTree
   g_opt: PyTree
   d_opt: PyTree
+  g_ema: PyTree = None      # moving average of g_params (config.g_ema_decay > 0), else None
+
+
+def sampling_params(state: TrainState) -> PyTree:
+  """The generator-side parameters to sample and evaluate with: the average if kept."""
+  return state.g_params if state.g_ema is None else state.g_ema
+
+
+def ema_update(config, step, ema, params):
+  """``ema`` moved towards ``params`` by ``config.g_ema_decay``, warmed up over the first steps.
+
+  The warm-up ``min(decay, (1 + step) / (10 + step))`` keeps the first steps from
+  averaging in the random initialisation for hundreds of steps.
+  """
+  decay = jnp.minimum(config.g_ema_decay, (1.0 + step) / (10.0 + step)).astype(jnp.float32)
+  return jax.tree_util.tree_map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
 
 
 def lr_schedule(config, steps_per_epoch: int) -> Callable[[jax.Array], jax.Array]:
@@ -173,8 +189,9 @@ def init_state(nets: Nets, config, rng, *, height: int, width: int, mesh=None) -
     if nets.E is not None:
       g_params['E'] = nets.E.init(ke, *dummies['E'])['params']
     d_params = nets.D.init(kd, *dummies['D'])['params']
+    g_ema = jax.tree_util.tree_map(jnp.copy, g_params) if config.get('g_ema_decay', 0) else None
     return TrainState(jnp.zeros([], jnp.int32), g_params, d_params,
-                      nets.g_tx.init(g_params), nets.d_tx.init(d_params))
+                      nets.g_tx.init(g_params), nets.d_tx.init(d_params), g_ema)
   shardings = None if mesh is None else state_shardings(mesh, jax.eval_shape(init, rng, dummies))
   init = jax.jit(init, out_shardings=shardings)
   if isinstance(rng, jax.core.Tracer):  # inside eval_shape / jit: nothing is compiled here
@@ -276,8 +293,10 @@ def train_step(nets: Nets, config, state: TrainState, batch: Dict[str, jax.Array
   g_grads, d_grads, metrics = compute_grads(nets, config, state, batch)
   g_upd, g_opt = nets.g_tx.update(g_grads, state.g_opt, state.g_params)
   d_upd, d_opt = nets.d_tx.update(d_grads, state.d_opt, state.d_params)
-  new = TrainState(state.step + 1, optax.apply_updates(state.g_params, g_upd),
-                   optax.apply_updates(state.d_params, d_upd), g_opt, d_opt)
+  g_params = optax.apply_updates(state.g_params, g_upd)
+  g_ema = None if state.g_ema is None else ema_update(config, state.step, state.g_ema, g_params)
+  new = TrainState(state.step + 1, g_params, optax.apply_updates(state.d_params, d_upd),
+                   g_opt, d_opt, g_ema)
   metrics['lr'] = lr_schedule(config, nets.steps_per_epoch)(state.step)
   # The losses describe the parameters before this update; this flag covers the new
   # ones, so a checkpoint is never written from parameters that just turned NaN.

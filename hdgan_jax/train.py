@@ -138,7 +138,9 @@ def _train(config, workdir: str) -> Dict[str, float]:
       return {}
     console.say(f'  resuming from the checkpoint at step {start} of {num_steps}')
   elif config.init_from:
-    state = state.replace(g_params=init_generator_from(config.init_from, config, state.g_params))
+    g_params = init_generator_from(config.init_from, config, state.g_params)
+    g_ema = None if state.g_ema is None else jax.tree_util.tree_map(jnp.copy, g_params)
+    state = state.replace(g_params=g_params, g_ema=g_ema)
   repl = NamedSharding(mesh, P())
   state = jax.device_put(state, repl)
   data_sharding = NamedSharding(mesh, P('data', 'space'))  # examples over 'data', rows over 'space'
@@ -160,19 +162,20 @@ def _train(config, workdir: str) -> Dict[str, float]:
   fid_eval = _FidEval(config, source, generate) if config.eval_every_steps else None
 
   def sample_and_eval(step: int) -> Dict[str, float]:
-    fakes = np.asarray(generate(state.g_params, {k: jnp.asarray(v) for k, v in samples.items()}))
+    g_params = step_lib.sampling_params(state)  # the moving average when config.g_ema_decay > 0
+    fakes = np.asarray(generate(g_params, {k: jnp.asarray(v) for k, v in samples.items()}))
     if is_main:
       img = reporting.grid(samples['label'], fakes, samples['image'], config.model.label_nc)
       reporting.save_png(img, os.path.join(workdir, 'samples', f'step_{step:07d}.png'))
       writer.images(step, {'samples': img})
     out = {}
     if scorer is not None:
-      held_fakes = np.asarray(generate(state.g_params, held_out))
+      held_fakes = np.asarray(generate(g_params, held_out))
       res = scorer.score(reporting.to_uint8(held_fakes), held_out['label'])
       out = {'eval/semantic_pixel_acc': res['pixel_acc'], 'eval/semantic_miou': res['miou']}
       writer.scalars(step, out)
     if fid_eval is not None and (step % config.eval_every_steps == 0 or step == num_steps):
-      fid_out = fid_eval(state.g_params)
+      fid_out = fid_eval(g_params)
       writer.scalars(step, fid_out)
       out.update(fid_out)
     if is_main:
