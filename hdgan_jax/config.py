@@ -98,8 +98,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.perceptual_normalize = 'none'   # 'none' = [-1, 1] straight in, as the original; 'imagenet'
   c.gan_mode = ''            # '' = from model.no_lsgan; or 'lsgan' | 'vanilla' | 'hinge'
   c.init_from = ''           # G weights to start from: a workdir, .pth or .npz (partial load)
-  # > 0: also keep an exponential moving average of G's parameters (decay per step, with
-  # warm-up min(decay, (1 + step) / (10 + step))); samples, evaluation and run.load use it.
+  # > 0: also keep an exponential moving average of G's parameters (this decay per step,
+  # from the initial weights); samples, evaluation and run.load use it.
   c.g_ema_decay = 0.0
   c.allow_data_change = False  # resume although batch size / dataset / order differ from the checkpoint's
 

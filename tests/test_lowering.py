@@ -201,9 +201,9 @@ def test_discriminator_takes_its_condition_apart():
   split = lambda p, img: score(d.apply(p, img, cond))
   for kind in ('xla', 'matmul'):
     with lowering.using(kind):
-      want = jax.grad(joint, argnums=(0, 1))(params, img)
-      got = jax.grad(split, argnums=(0, 1))(params, img)
-      np.testing.assert_allclose(joint(params, img), split(params, img), rtol=1e-5)
+      want = jax.jit(jax.grad(joint, argnums=(0, 1)))(params, img)
+      got = jax.jit(jax.grad(split, argnums=(0, 1)))(params, img)
+      np.testing.assert_allclose(jax.jit(joint)(params, img), jax.jit(split)(params, img), rtol=1e-5)
       scale = max(float(jnp.max(jnp.abs(a))) for a in jax.tree_util.tree_leaves(want))
       for a, b in zip(jax.tree_util.tree_leaves(want), jax.tree_util.tree_leaves(got)):
         # one scale for all: biases before an instance norm have pure-rounding gradients
