@@ -80,16 +80,24 @@ def main(_):
     fn = jax.jit(lambda p, b: step.generator_forward(nets, c, p, b)[1])
     args = (g_params, batch)
   else:
-    # As training does: the state born on the mesh from one jitted init.
-    state = step.init_state(nets, c, jax.random.PRNGKey(0), height=h, width=w, mesh=mesh)
-    state = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
-    fn = step.jit_train_step(nets, c, mesh, state)
-    args = (state, batch, None)
+    # As training does (train._compiled_step): compiled from the state's shapes before the
+    # state exists, so the compiler's memory is freed first; then the state, born on the
+    # mesh from one jitted init.
+    repl = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    abstract = jax.eval_shape(lambda k: step.init_state(nets, c, k, height=h, width=w),
+                              jax.random.PRNGKey(0))
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl), abstract)
+    fn = step.jit_train_step(nets, c, mesh, abstract)
+    args = (abstract, batch, None)
   with lowering.using(FLAGS.lowering):
     lowered = fn.lower(*args)
   t0 = time.perf_counter()
   compiled = lowered.compile()
   compile_s = time.perf_counter() - t0
+  if not FLAGS.infer:
+    host_memory.trim()
+    state = step.init_state(nets, c, jax.random.PRNGKey(0), height=h, width=w, mesh=mesh)
+    state = jax.device_put(state, repl)
   # The timed calls run this executable: calling ``fn`` would trace and compile
   # again, outside ``lowering.using`` (so under the default lowering).
   if FLAGS.infer:

@@ -61,6 +61,25 @@ def _global_batch(local: Dict[str, np.ndarray], sharding) -> Dict[str, jax.Array
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
 
 
+def _compiled_step(nets, config, mesh, samples, repl, data_sharding, height: int, width: int):
+  """The jitted train step, compiled before the state exists (``step.jit_train_step``'s precompile).
+
+  The state, the batches and the keys the loop passes have exactly these shapes,
+  dtypes and shardings, so every step runs this executable.
+  """
+  abstract = jax.eval_shape(lambda k: step_lib.init_state(nets, config, k, height=height,
+                                                          width=width), jax.random.PRNGKey(0))
+  state = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
+                                 abstract)
+  batch = {k: jax.ShapeDtypeStruct((config.batch_size,) + v.shape[1:], v.dtype, sharding=data_sharding)
+           for k, v in samples.items()}
+  key = jax.eval_shape(lambda: jax.random.fold_in(jax.random.PRNGKey(0), 0))
+  train_fn = step_lib.jit_train_step(nets, config, mesh, state)
+  train_fn.precompile(state, batch, jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=repl))
+  host_memory.trim()  # the compiler's memory, before the state takes its own
+  return train_fn
+
+
 def make_generate_fn(nets, config):
   """jit(g_params, batch) -> images in [-1, 1] (features from E on the real image if used)."""
   return jax.jit(lambda gp, b: step_lib.generator_forward(nets, config, gp, b)[1])
@@ -123,6 +142,9 @@ def _train(config, workdir: str) -> Dict[str, float]:
               f'{", features" if m.use_features else ""}) at {width}x{height}, '
               f'{n_examples} examples, batch {config.batch_size}, {num_steps} steps')
   nets = step_lib.build(config, steps_per_epoch)  # fails now if VGG weights are missing
+  repl = NamedSharding(mesh, P())
+  data_sharding = NamedSharding(mesh, P('data', 'space'))  # examples over 'data', rows over 'space'
+  train_fn = _compiled_step(nets, config, mesh, samples, repl, data_sharding, height, width)
 
   state = step_lib.init_state(nets, config, jax.random.PRNGKey(config.seed), height=height, width=width,
                               mesh=mesh)  # born on the mesh: global arrays every process restores into
@@ -141,15 +163,12 @@ def _train(config, workdir: str) -> Dict[str, float]:
     g_params = init_generator_from(config.init_from, config, state.g_params)
     g_ema = None if state.g_ema is None else jax.tree_util.tree_map(jnp.copy, g_params)
     state = state.replace(g_params=g_params, g_ema=g_ema)
-  repl = NamedSharding(mesh, P())
   state = jax.device_put(state, repl)
-  data_sharding = NamedSharding(mesh, P('data', 'space'))  # examples over 'data', rows over 'space'
 
   it = pipeline.make_train_iterator(config, process_index=jax.process_index(),
                                     process_count=n_proc, source=source)
   if data_state is not None:
     it.set_state(data_state)
-  train_fn = step_lib.jit_train_step(nets, config, mesh, state)
   generate = make_generate_fn(nets, config)
   writer = reporting.Writer(workdir, is_main=is_main)
   if is_main:
@@ -185,6 +204,7 @@ def _train(config, workdir: str) -> Dict[str, float]:
   if start == 0:
     sample_and_eval(0)
   rng = jax.random.PRNGKey(config.seed + 1)
+  step_key = jax.jit(jax.random.fold_in, out_shardings=repl)  # the sharding the step was compiled for
   last = {}
   t_log, s_log = time.time(), start
   bar = tqdm(range(start, num_steps), initial=start, total=num_steps, desc='train',
@@ -193,7 +213,7 @@ def _train(config, workdir: str) -> Dict[str, float]:
   try:
     for s in bar:
       batch = _global_batch(next(it), data_sharding)
-      state, metrics = train_fn(state, batch, jax.random.fold_in(rng, s))
+      state, metrics = train_fn(state, batch, step_key(rng, s))
       done = s + 1
       if done == start + 1:
         host_memory.trim()  # what compiling freed, before the run's peak

@@ -122,3 +122,14 @@ def test_init_local_generator_from_trained_global_run(full_run):
     jax.tree_util.tree_map(np.testing.assert_array_equal, loaded['G']['global'][name], trained[name])
   jax.tree_util.tree_map(np.testing.assert_array_equal, loaded['G']['enhancer_1'],
                          fresh['G']['enhancer_1'])
+
+
+def test_every_step_runs_the_executable_compiled_before_the_state(tmp_path, monkeypatch):
+  """train compiles the step from abstract shapes first (its memory is freed before the
+  state exists); the loop's real state, batches and keys then match it on every step."""
+  made = []
+  jit_train_step = train.step_lib.jit_train_step
+  monkeypatch.setattr(train.step_lib, 'jit_train_step',
+                      lambda *a, **k: made.append(jit_train_step(*a, **k)) or made[-1])
+  train.train_and_evaluate(tiny_run_config(steps=3), str(tmp_path))
+  assert len(made) == 1 and made[0].precompiled_calls == 3
