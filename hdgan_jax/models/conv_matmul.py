@@ -11,7 +11,7 @@ big operands instead:
   stays under ``PATCH_BYTES``. Used for D's 4x4 convs on wide channels and 3x3
   convs on 512+ channels at maps too small for Winograd; G's 7x7
   convs on few channels use :mod:`conv_rows`, which builds no full patch.
-* :func:`winograd`: F(2x2, 3x3) for stride-1 3x3 convs on 64+ channels (128+ in
+* :func:`winograd` (:mod:`conv_winograd`): F(2x2, 3x3) for stride-1 3x3 convs on 64+ channels (128+ in
   the VGG loss network; their input gradients too from 256 tiles): 16 matmuls of
   K = C on 4x4 input tiles, 2.25x fewer multiplies than direct.
 * :func:`outtaps`: for few output channels (D's last conv to 1): one matmul
@@ -37,10 +37,10 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from hdgan_jax.models import conv_bands as bands, conv_rows
+from hdgan_jax.models.conv_winograd import winograd
 
 # Forward Winograd from 64 channels (faster than XLA's conv from 32; the local enhancers'
 # residual convs have 64). The VGG loss network asks for 128 (lowering.winograd_from): as
@@ -141,68 +141,6 @@ def outtaps(x, w):
         y = y + lax.slice(z, (0, i, j, t), (n, i + per, j + ow, t + o))
     return y.astype(x.dtype)
   return bands.join_bands(bands.map_bands(band, oh, per), oh)
-
-
-def _bt(d, axis: int, tiles: int):
-  """B^T of Winograd F(2,3) along ``axis``: 4 arrays, one per tile row/column."""
-  sl = lambda o: lax.slice_in_dim(d, o, o + 2 * (tiles - 1) + 1, 2, axis)
-  d0, d1, d2, d3 = sl(0), sl(1), sl(2), sl(3)
-  return [d0 - d2, d1 + d2, d2 - d1, d1 - d3]
-
-
-# G of Winograd F(2,3) (3 kernel taps -> 4), and G (x) G over both kernel axes as
-# one (16, 9) matrix: tap (i, j) of the transformed kernel is row 4i + j.
-_G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float32)
-_GG = np.einsum('ai,bj->abij', _G, _G).reshape(16, 9)
-
-
-def _kernel_transform(w, flip: bool = False):
-  """The 16 transformed kernels of ``w`` (``w[::-1, ::-1]`` if ``flip``), (16, C, O).
-
-  One multithreaded K=9 matmul over the kernel instead of sixteen single-threaded
-  slice-and-add fusions (which dominated a 1024-channel conv's transforms in an
-  XLA profile); the flip is a permutation of the matrix's columns, so no flipped
-  copy is made.
-  """
-  k, _, c, o = w.shape
-  gg = _GG[:, ::-1] if flip else _GG
-  u = lax.dot(jnp.asarray(gg, w.dtype), w.reshape(k * k, c * o), precision=lax.Precision.HIGHEST)
-  return u.reshape(16, c, o)
-
-
-def _at(m0, m1, m2, m3):
-  """A^T of Winograd F(2,3): 4 tile values -> 2 outputs."""
-  return m0 + m1 + m2, m1 - m2 - m3
-
-
-def winograd(x, w, transpose: bool = False):
-  """Stride-1 VALID 3x3 conv by Winograd F(2x2, 3x3); any output size (odd ones padded).
-
-  Sixteen separate matmuls, one per transformed tap, rather than one batched
-  matmul over a stacked (16, tiles, C) operand: XLA:CPU then computes each
-  transformed tile operand inside its matmul's fusion instead of copying all
-  sixteen into one buffer first (faster for 1024 channels at 32x64 in a scratch
-  comparison; ``benchmarks/conv_layers.py`` times the result).
-  ``transpose=True`` convolves with ``w`` flipped and its channel axes swapped,
-  the input gradient's kernel, without copying it: the matmuls contract over
-  the kernel's last axis (a transposed copy of a 1024x1024 kernel made the
-  gradient 2.6-8x slower than the forward).
-  """
-  n, h, wd, c = x.shape
-  o = w.shape[-2] if transpose else w.shape[-1]
-  contract = 1 if transpose else 0
-  oh, ow = h - 2, wd - 2
-  th, tw = -(-oh // 2), -(-ow // 2)
-  x = jnp.pad(x, ((0, 0), (0, 2 * th - oh), (0, 2 * tw - ow), (0, 0)))
-  v = [_bt(a, 2, tw) for a in _bt(x, 1, th)]  # v[i][j]: (n, th, tw, C)
-  u = _kernel_transform(w, flip=transpose)  # u[4i + j]: (C, O); (O, C) if transposed
-  m = [[lax.dot_general(v[i][j].reshape(-1, c), u[4 * i + j], (((1,), (contract,)), ((), ())),
-                         preferred_element_type=jnp.float32).reshape(n, th, tw, o)
-        for j in range(4)] for i in range(4)]
-  cols = [_at(*[m[i][j] for i in range(4)]) for j in range(4)]
-  rows = [jnp.stack(_at(*[cols[j][p] for j in range(4)]), axis=3) for p in range(2)]
-  y = jnp.stack(rows, axis=2).reshape(n, 2 * th, 2 * tw, o)
-  return y[:, :oh, :ow].astype(x.dtype)
 
 
 def kernel_grad(x, dy, k: int, s: int = 1):

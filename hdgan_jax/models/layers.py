@@ -102,10 +102,10 @@ class ConditionedConv(Conv):
 
   Same parameters as :class:`Conv` on the concatenation. Under the CPU lowering
   it runs as two convs on the kernel's two channel slices: the condition's part
-  is one value in D's real and fake passes, so XLA computes it once and its
-  kernel gradient from the summed output gradients, and the input gradient G
-  needs is the image's 3 channels wide instead of 39 (4 against 82 ms at
-  256x512 on the 2-core EPYC). Other backends run the one conv.
+  is the same expression in D's real and fake passes, so XLA computes its
+  forward once (its kernel gradient still twice, once per pass), and the input
+  gradient G needs is the image's 3 channels wide instead of 39 (4 against
+  82 ms at 256x512 on the 2-core EPYC). Other backends run the one conv.
   """
 
   @nn.compact
