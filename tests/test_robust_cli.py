@@ -49,7 +49,9 @@ def test_ctrl_c_keeps_the_checkpoints_and_says_how_to_resume(tmp_path):
   # Output to files, not pipes: the progress bar writes every step, and a pipe nobody
   # reads until the end fills and blocks the run before it is interrupted.
   out_f, err_f = open(tmp_path / 'out.txt', 'w+'), open(tmp_path / 'err.txt', 'w+')
-  p = _main([f'--workdir={wd}', '--config.num_train_steps=400', '--config.eval_semantic=False',
+  # Far more steps than it gets to: the tiny model trains 400 steps in seconds, and a run
+  # that had finished before the signal came exited 0 (seen once after the step got faster).
+  p = _main([f'--workdir={wd}', '--config.num_train_steps=1000000', '--config.eval_semantic=False',
              '--config.checkpoint_every_steps=2', '--config.sample_every_steps=1000',
              '--config.data.demo_num_images=8', '--config.model.ngf=4',
              '--config.model.ndf=4', '--config.data.num_workers=0', '--config.log_every_steps=1',
