@@ -17,9 +17,16 @@ from hdgan_jax import checkpoint
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _default_sigint():
+  """In the child: Ctrl-C as in a terminal. A pytest-xdist worker can inherit SIGINT ignored
+  (some earlier test's subprocess machinery), and Python then never raises KeyboardInterrupt."""
+  signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _main(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE):
   return subprocess.Popen([sys.executable, '-m', 'hdgan_jax.main', '--config=experiments/demo.py',
-                           *args], cwd=REPO, stdout=stdout, stderr=stderr, text=True)
+                           *args], cwd=REPO, stdout=stdout, stderr=stderr, text=True,
+                          preexec_fn=_default_sigint)
 
 
 def _read(f):
@@ -49,8 +56,8 @@ def test_ctrl_c_keeps_the_checkpoints_and_says_how_to_resume(tmp_path):
   # Output to files, not pipes: the progress bar writes every step, and a pipe nobody
   # reads until the end fills and blocks the run before it is interrupted.
   out_f, err_f = open(tmp_path / 'out.txt', 'w+'), open(tmp_path / 'err.txt', 'w+')
-  # Far more steps than it gets to: the tiny model trains 400 steps in seconds, and a run
-  # that had finished before the signal came exited 0 (seen once after the step got faster).
+  # Far more steps than it gets to, so only Ctrl-C can end it (the tiny model trains 400
+  # steps in about 30 s).
   p = _main([f'--workdir={wd}', '--config.num_train_steps=1000000', '--config.eval_semantic=False',
              '--config.checkpoint_every_steps=2', '--config.sample_every_steps=1000',
              '--config.data.demo_num_images=8', '--config.model.ngf=4',
