@@ -216,7 +216,7 @@ def _train(config, workdir: str) -> Dict[str, float]:
       state, metrics = train_fn(state, batch, step_key(rng, s))
       done = s + 1
       if done == start + 1:
-        host_memory.trim()  # what compiling freed, before the run's peak
+        host_memory.trim()  # the first step's transients (and its compile, had the precompiled step not matched)
       log_now = done % config.log_every_steps == 0 or done == num_steps
       ckpt_now = done % config.checkpoint_every_steps == 0 or done == num_steps
       if log_now or ckpt_now:
