@@ -20,6 +20,7 @@ import json
 import os
 import resource
 import statistics
+import sys
 import tempfile
 import time
 
@@ -133,12 +134,13 @@ def main(_):
              peak_rss_mib=peak_rss,
              gflop_per_step=flop / 1e9, gflops_per_s=flop / 1e9 / med if med else 0.0,
              lowering=FLAGS.lowering, vgg='vgg19' if FLAGS.vgg19 else ('vgg16' if FLAGS.vgg else ''),
-             matmul_gflops=rate, **xla_mib)
+             matmul_gflops=rate, huge_page_malloc=host_memory.huge_pages_on(), **xla_mib)
   res['fraction_of_matmul'] = res['gflops_per_s'] / rate
   print(f"{res['mode']} {FLAGS.netG} ngf {FLAGS.ngf} {h}x{w} batch {n} ({FLAGS.lowering}): "
         f"median {med:.3f}s (min {min(times):.3f}s), compile {compile_s:.1f}s, "
         f"{res['gflops_per_s']:.1f} GFLOP/s = {100 * res['fraction_of_matmul']:.0f}% of the "
         f"{rate:.0f} GFLOP/s matmul rate, peak RSS {res['peak_rss_mib']:.0f} MiB"
+        + ('' if res['huge_page_malloc'] else ', without huge-page malloc')
         + (f" (XLA temp {xla_mib['xla_temp_mib']:.0f}, arguments {xla_mib['xla_argument_mib']:.0f} MiB)"
            if xla_mib else ''))
   if FLAGS.layers:
@@ -182,5 +184,5 @@ def _dashed_negations(argv):
 
 
 if __name__ == '__main__':
-  import sys
+  host_memory.reexec_with_huge_pages()  # as the hdgan_jax command does (host_memory)
   app.run(main, argv=_dashed_negations(sys.argv))

@@ -27,7 +27,7 @@ import tempfile
 from absl import app, flags
 from ml_collections import config_flags
 
-from hdgan_jax import console, distributed
+from hdgan_jax import console, distributed, host_memory
 
 config_flags.DEFINE_config_file('config', None, 'Experiment config file (experiments/*.py).',
                                 lock_config=True)
@@ -211,6 +211,7 @@ def main(argv):
 
 def run() -> None:
   """Console script ``hdgan-jax``."""
+  host_memory.reexec_with_huge_pages()  # before JAX loads; see host_memory
   console.quiet_native_logs()
   app.run(main, flags_parser=console.parse_flags)
 

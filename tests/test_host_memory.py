@@ -1,0 +1,62 @@
+"""host_memory: when the entry points re-execute under the huge-page malloc, and that they do."""
+
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from hdgan_jax import host_memory
+
+GLIBC = ('glibc', '2.36')
+
+
+def _env(environ=None, **kw):
+  args = dict(system='Linux', libc=GLIBC, thp_mode='madvise')
+  args.update(kw)
+  return host_memory.huge_page_env(environ or {}, **args)
+
+
+def test_sets_the_tunable_and_the_guard():
+  env = _env({'PATH': '/bin'})
+  assert env['GLIBC_TUNABLES'] == host_memory.HUGE_PAGE_TUNABLE
+  assert env[host_memory.OPT_OUT] == '0' and env['PATH'] == '/bin'
+  assert _env({'GLIBC_TUNABLES': 'glibc.malloc.arena_max=2'})['GLIBC_TUNABLES'] == (
+      'glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1')
+  assert _env(thp_mode='always') is not None
+
+
+@pytest.mark.parametrize('environ, kw', [
+    ({host_memory.OPT_OUT: '0'}, {}),                       # opted out, or already re-executed
+    ({'GLIBC_TUNABLES': 'glibc.malloc.hugetlb=0'}, {}),     # the user's own choice stays
+    ({}, dict(thp_mode='never')),                           # no transparent huge pages
+    ({}, dict(thp_mode='')),
+    ({}, dict(libc=('glibc', '2.31'))),                     # no such tunable before 2.35
+    ({}, dict(libc=('', ''))),                              # musl and others
+    ({}, dict(system='Darwin')),
+])
+def test_leaves_the_process_alone(environ, kw):
+  assert _env(environ, **kw) is None
+
+
+def test_reexecutes_with_the_same_arguments():
+  """The process is replaced (same pid) with the tunable set, once, keeping its arguments."""
+  code = ('import os, sys; from hdgan_jax import host_memory; print("start", flush=True); '
+          'host_memory.reexec_with_huge_pages(); '
+          'print(os.getpid(), os.environ.get("GLIBC_TUNABLES"), sys.argv[1:])')
+  env = {k: v for k, v in os.environ.items() if k not in ('GLIBC_TUNABLES', host_memory.OPT_OUT)}
+  p = subprocess.Popen([sys.executable, '-c', code, 'a', '--b=1'], stdout=subprocess.PIPE,
+                       text=True, env=env)
+  out, _ = p.communicate(timeout=120)
+  assert p.returncode == 0
+  lines = out.splitlines()
+  expected = host_memory.huge_page_env(env, system=platform.system(),
+                                       libc=platform.libc_ver(),
+                                       thp_mode=host_memory._thp_mode())
+  pid, tunables, argv = lines[-1].split(' ', 2)
+  assert int(pid) == p.pid and argv == "['a', '--b=1']"
+  if expected is None:  # this machine cannot use it: nothing happens
+    assert lines == ['start', f'{p.pid} None {argv}']
+  else:  # started twice, the second time with the tunable
+    assert lines[:2] == ['start', 'start'] and tunables == host_memory.HUGE_PAGE_TUNABLE
