@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hdgan_jax import models
-from hdgan_jax.models import conv_bands, conv_matmul, conv_rows, layers, lowering, vgg
+from hdgan_jax.models import conv_bands, conv_matmul, conv_rows, conv_winograd, layers, lowering, vgg
 
 
 def _check(fn, x, w, *args, rtol=2e-5):
@@ -211,3 +211,32 @@ def test_discriminator_takes_its_condition_apart():
   with lowering.using('matmul'):
     channels = _input_grad_channels(jax.grad(split, argnums=1), params, img)
   assert 3 in channels and 9 not in channels and 6 not in channels, channels
+
+
+def test_cook_toom_transforms_are_exact():
+  """A^T [(G g) * (B^T d)] is the 2-output correlation of d with g, for both tile sizes."""
+  r = np.random.default_rng(0)
+  for k, (bt, g, at) in conv_winograd.TRANSFORMS.items():
+    for _ in range(5):
+      kern, d = r.standard_normal(k), r.standard_normal(k + 1)
+      want = [d[i:i + k] @ kern for i in range(2)]
+      np.testing.assert_allclose(at @ ((g @ kern) * (bt @ d)), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize('h,w', [(8, 12), (7, 9)])  # even and odd output sizes
+@pytest.mark.parametrize('grad_tiles', [1, 10 ** 6])  # Winograd or im2col input gradient
+def test_four_by_four_winograd_agrees(monkeypatch, h, w, grad_tiles):
+  """D's wide stride-1 4x4 convs: F(2x2, 4x4) forward and input gradient, matmul kernel grad."""
+  assert conv_matmul.pick_s1((1, 36, 68, 256), (4, 4, 256, 512), jnp.float32) == 'winograd'
+  assert conv_matmul._grads((1, 36, 68, 256), (4, 4, 256, 512), jnp.float32) == 'winograd_matmul'
+  assert conv_matmul.pick_s1((1, 21, 37, 128), (4, 4, 128, 256), jnp.float32) == 'im2col'
+  monkeypatch.setattr(conv_matmul, 'WINOGRAD4_MIN_CHANNELS', 4)
+  monkeypatch.setattr(conv_matmul, 'WINOGRAD4_MIN_TILES', 1)
+  monkeypatch.setattr(conv_matmul, 'WINOGRAD4_MIN_GRAD_TILES', grad_tiles)
+  x, kern = _data(h + w, (2, h, w, 6), (4, 4, 6, 10))
+  xp_shape = (2, h + 4, w + 4, 6)  # layers.conv2d pads 2 on each side
+  assert conv_matmul.pick_s1(xp_shape, kern.shape, jnp.float32) == 'winograd'
+  assert conv_matmul._grads(xp_shape, kern.shape, jnp.float32) == (
+      'winograd_matmul' if grad_tiles == 1 else 'matmul')
+  _check(layers.conv2d, x, kern, 1, 2)
+  assert _dots(lambda x: layers.conv2d(x, kern, 1, 2), x) >= 25 * (2 if grad_tiles == 1 else 1)

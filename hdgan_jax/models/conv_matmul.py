@@ -13,7 +13,8 @@ big operands instead:
   convs on few channels use :mod:`conv_rows`, which builds no full patch.
 * :func:`winograd` (:mod:`conv_winograd`): F(2x2, 3x3) for stride-1 3x3 convs on 64+ channels (128+ in
   the VGG loss network; their input gradients too from 256 tiles): 16 matmuls of
-  K = C on 4x4 input tiles, 2.25x fewer multiplies than direct.
+  K = C on 4x4 input tiles, 2.25x fewer multiplies than direct; F(2x2, 4x4) for
+  D's stride-1 4x4 convs on 256+ channels: 25 matmuls, 2.56x fewer.
 * :func:`outtaps`: for few output channels (D's last conv to 1): one matmul
   to k*k*O channels, then k*k shifted adds.
 
@@ -54,6 +55,14 @@ WINOGRAD_MIN_CHANNELS_LOSS_NET = 128
 WINOGRAD_MIN_TILES = 64  # 2x2 output tiles per conv (batch included)
 WINOGRAD_MIN_GRAD_TILES = 256  # input gradient; below it no faster inside a train step, 100+ MB more temp
 IM2COL_KERNELS = (4,)  # stride-1 kernel sizes that run as (banded) im2col (D's 4x4)
+# D's stride-1 4x4 convs (256 -> 512 channels) as Winograd F(2x2, 4x4) from this many
+# channels and tiles, forward; their input gradient from WINOGRAD4_MIN_GRAD_TILES. At
+# 36x68x256 -> 512 (the 256x512 model's full-scale D, 561 tiles): forward 37 against
+# im2col's 92 ms, input gradient 46 against 57; at 153 tiles, forward 12 against 14 but
+# input gradient 29 against 13. Its kernel gradient stays kernel_grad's matmul.
+WINOGRAD4_MIN_CHANNELS = 256
+WINOGRAD4_MIN_TILES = 128
+WINOGRAD4_MIN_GRAD_TILES = 256
 # 3x3 convs on this many channels and under IM2COL3_MAX_TILES tiles run as im2col: one
 # matmul with K = 9C, both gradients as matmuls. Winograd's 16 matmuls are then too small:
 # at 16x32x512 (128 tiles) the forward took 15 against 19 ms and the input gradient 12
@@ -240,7 +249,8 @@ def pick_s1(x_shape, w_shape, dtype, winograd_min=None) -> str:
   G's 7x7 convs as :mod:`conv_rows`: the last one to RGB as 'planar' outtaps
   (59 against XLA's 550 ms at 256x512), the first one as 'rowcol' (415 against
   446 ms there; im2col was slower than both); D's stride-1 4x4
-  convs as im2col (22-37x XLA's with their gradients); every stride-1 3x3 conv
+  convs as im2col (22-37x XLA's with their gradients), or as Winograd on 256+
+  channels and 128+ tiles (WINOGRAD4_*); every stride-1 3x3 conv
   on ``winograd_min`` (default :data:`WINOGRAD_MIN_CHANNELS`) or more channels
   and 64+ tiles as Winograd (G1's residual conv at 32x64x1024: 143 against
   614 ms; equal at 32 tiles), except that 3x3 convs on 512+ channels under 256
@@ -261,11 +271,14 @@ def pick_s1(x_shape, w_shape, dtype, winograd_min=None) -> str:
   if k == 3 and _tiles(x_shape, k) >= WINOGRAD_MIN_TILES:
     if dtype == jnp.float32 and min(c, o) >= winograd_min:
       return 'winograd'
+  if k == 4 and dtype == jnp.float32 and min(c, o) >= WINOGRAD4_MIN_CHANNELS:
+    if _tiles(x_shape, k) >= WINOGRAD4_MIN_TILES:
+      return 'winograd'
   return 'im2col' if k in IM2COL_KERNELS else 'xla'
 
 
 def _grads(x_shape, w_shape, dtype, winograd_min=None) -> str:
-  """How the backward pass runs: 'xla' | 'matmul' | 'winograd'.
+  """How the backward pass runs: 'xla' | 'matmul' | 'winograd' | 'winograd_matmul'.
 
   Measured with gradients: the 7x7 convs' matmul kernel gradients lose to
   XLA's (1.9 s against 0.9 s for G's first conv at 256x512 as an im2col
@@ -279,12 +292,17 @@ def _grads(x_shape, w_shape, dtype, winograd_min=None) -> str:
   the conv has 256+ tiles (at G1's 16x32x512 in the 256x512 train step it gained
   nothing and took 100 MB more XLA temp), and XLA's kernel gradient, which was
   as fast as :func:`kernel_grad` at 1024 channels in a scratch comparison.
+  'winograd_matmul': D's 4x4 Winograd convs on WINOGRAD4_MIN_GRAD_TILES or more:
+  a Winograd input gradient and :func:`kernel_grad` (below, both as matmuls).
   """
   kind = pick_s1(x_shape, w_shape, dtype, winograd_min)
-  if w_shape[0] == 7 or kind == 'xla':
+  k = w_shape[0]
+  if k == 7 or kind == 'xla':
     return 'xla'
+  if kind == 'winograd' and k == 4:
+    return 'winograd_matmul' if _tiles(x_shape, k) >= WINOGRAD4_MIN_GRAD_TILES else 'matmul'
   if kind == 'winograd':
-    return 'winograd' if _tiles(x_shape, 3) >= WINOGRAD_MIN_GRAD_TILES else 'xla'
+    return 'winograd' if _tiles(x_shape, k) >= WINOGRAD_MIN_GRAD_TILES else 'xla'
   return 'matmul'
 
 
@@ -328,6 +346,8 @@ def _conv_s1_bwd(winograd_min, res, dy):
   if kind == 'winograd':
     dw = jax.vjp(lambda w: _xla(x, w, 1), w)[1](dy)[0]
     return winograd(dyp, w, transpose=True), dw
+  if kind == 'winograd_matmul':
+    return winograd(dyp, w, transpose=True), kernel_grad(x, dy, k).astype(w.dtype)
   if w.shape[-1] > OUTTAPS_MAX_OUT:
     dx = input_grad(dy, w, x.shape)
   else:  # few output channels: z would be k*k*C wide for a K = O matmul
