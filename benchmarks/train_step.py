@@ -85,9 +85,7 @@ def main(_):
     # state exists, so the compiler's memory is freed first; then the state, born on the
     # mesh from one jitted init.
     repl = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    abstract = jax.eval_shape(lambda k: step.init_state(nets, c, k, height=h, width=w),
-                              jax.random.PRNGKey(0))
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl), abstract)
+    abstract = step.abstract_state(nets, c, mesh, height=h, width=w)
     fn = step.jit_train_step(nets, c, mesh, abstract)
     args = (abstract, batch, None)
   with lowering.using(FLAGS.lowering):

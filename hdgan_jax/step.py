@@ -206,6 +206,19 @@ def init_state(nets: Nets, config, rng, *, height: int, width: int, mesh=None) -
 _INIT_COMPILE_OPTIONS = {'cpu': {'xla_backend_optimization_level': 0}}
 
 
+def abstract_state(nets: Nets, config, mesh, *, height: int, width: int):
+  """The train state's shapes and dtypes with its shardings (replicated over ``mesh``).
+
+  What ``step_fn.precompile`` compiles for before the state exists (training and
+  ``benchmarks/train_step.py``).
+  """
+  shapes = jax.eval_shape(lambda k: init_state(nets, config, k, height=height, width=width),
+                          jax.random.PRNGKey(0))
+  return jax.tree_util.tree_map(
+      lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), shapes,
+      state_shardings(mesh, shapes))
+
+
 def state_shardings(mesh, state):
   """Shardings of the train state (a pytree like ``state``): replicated over the mesh.
 

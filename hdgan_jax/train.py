@@ -67,10 +67,7 @@ def _compiled_step(nets, config, mesh, samples, repl, data_sharding, height: int
   The state, the batches and the keys the loop passes have exactly these shapes,
   dtypes and shardings, so every step runs this executable.
   """
-  abstract = jax.eval_shape(lambda k: step_lib.init_state(nets, config, k, height=height,
-                                                          width=width), jax.random.PRNGKey(0))
-  state = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
-                                 abstract)
+  state = step_lib.abstract_state(nets, config, mesh, height=height, width=width)
   batch = {k: jax.ShapeDtypeStruct((config.batch_size,) + v.shape[1:], v.dtype, sharding=data_sharding)
            for k, v in samples.items()}
   key = jax.eval_shape(lambda: jax.random.fold_in(jax.random.PRNGKey(0), 0))
