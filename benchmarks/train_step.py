@@ -58,6 +58,8 @@ FLAGS = flags.FLAGS
 
 
 def main(_):
+  if not FLAGS.infer:  # as the hdgan_jax command does for training (host_memory)
+    host_memory.reexec_with_huge_pages()
   c = config_lib.get_config()
   m = c.model
   m.update(dict(netG=FLAGS.netG, ngf=FLAGS.ngf, n_downsample_global=FLAGS.n_downsample_global,
@@ -138,7 +140,7 @@ def main(_):
         f"median {med:.3f}s (min {min(times):.3f}s), compile {compile_s:.1f}s, "
         f"{res['gflops_per_s']:.1f} GFLOP/s = {100 * res['fraction_of_matmul']:.0f}% of the "
         f"{rate:.0f} GFLOP/s matmul rate, peak RSS {res['peak_rss_mib']:.0f} MiB"
-        + ('' if res['huge_page_malloc'] else ', without huge-page malloc')
+        + ('' if res['huge_page_malloc'] or FLAGS.infer else ', without huge-page malloc')
         + (f" (XLA temp {xla_mib['xla_temp_mib']:.0f}, arguments {xla_mib['xla_argument_mib']:.0f} MiB)"
            if xla_mib else ''))
   if FLAGS.layers:
@@ -182,5 +184,4 @@ def _dashed_negations(argv):
 
 
 if __name__ == '__main__':
-  host_memory.reexec_with_huge_pages()  # as the hdgan_jax command does (host_memory)
   app.run(main, argv=_dashed_negations(sys.argv))

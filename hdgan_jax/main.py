@@ -198,6 +198,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   _validate()
+  if FLAGS.mode == 'train':  # before JAX loads; only training gains (host_memory)
+    host_memory.reexec_with_huge_pages()
   spec = _distributed_spec()
   config = FLAGS.config
   job = {'train': _train, 'generate': _generate, 'encode_features': _encode,
@@ -211,7 +213,6 @@ def main(argv):
 
 def run() -> None:
   """Console script ``hdgan-jax``."""
-  host_memory.reexec_with_huge_pages()  # before JAX loads; see host_memory
   console.quiet_native_logs()
   app.run(main, flags_parser=console.parse_flags)
 

@@ -7,12 +7,13 @@ can run the two files on different workers.
 
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
 import time
 
-from hdgan_jax import checkpoint
+from hdgan_jax import checkpoint, host_memory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -74,6 +75,13 @@ def test_ctrl_c_keeps_the_checkpoints_and_says_how_to_resume(tmp_path):
   while not _finished_steps(wd) and time.time() < deadline:
     time.sleep(0.2)
   assert p.poll() is None, f'the run ended before Ctrl-C:\n{_read(out_f)}\n{_read(err_f)}'
+  # Training re-executed itself under the huge-page malloc where this machine has it
+  # (same pid, so Ctrl-C below reaches the run itself).
+  with open(f'/proc/{p.pid}/environ', 'rb') as f:
+    environ = f.read().split(b'\0')
+  can = host_memory.huge_page_env(os.environ, system=platform.system(), libc=platform.libc_ver(),
+                                  thp_mode=host_memory._thp_mode()) is not None
+  assert (b'GLIBC_TUNABLES=' + host_memory.HUGE_PAGE_TUNABLE.encode() in environ) == can
   p.send_signal(signal.SIGINT)
   p.wait(timeout=300)
   out, err = _read(out_f), _read(err_f)
