@@ -69,21 +69,26 @@ def test_ctrl_c_keeps_the_checkpoints_and_says_how_to_resume(tmp_path):
              '--config.model.n_downsample_global=1', '--config.model.num_D=1',
              '--config.model.n_layers_D=1', '--config.batch_size=2'],
             stdout=out_f, stderr=err_f)
-  deadline = time.time() + 400
-  # Any finished checkpoint: with one every 2 steps and 3 kept, step 2's lives for a
-  # fraction of a second, which a loaded machine's poll can miss.
-  while not _finished_steps(wd) and time.time() < deadline:
-    time.sleep(0.2)
-  assert p.poll() is None, f'the run ended before Ctrl-C:\n{_read(out_f)}\n{_read(err_f)}'
-  # Training re-executed itself under the huge-page malloc where this machine has it
-  # (same pid, so Ctrl-C below reaches the run itself).
-  with open(f'/proc/{p.pid}/environ', 'rb') as f:
-    environ = f.read().split(b'\0')
+  try:  # a failed check below must not leave a million-step run behind
+    deadline = time.time() + 400
+    # Any finished checkpoint: with one every 2 steps and 3 kept, step 2's lives for a
+    # fraction of a second, which a loaded machine's poll can miss.
+    while not _finished_steps(wd) and time.time() < deadline:
+      time.sleep(0.2)
+    assert p.poll() is None, f'the run ended before Ctrl-C:\n{_read(out_f)}\n{_read(err_f)}'
+    with open(f'/proc/{p.pid}/environ', 'rb') as f:
+      environ = f.read().split(b'\0')
+    p.send_signal(signal.SIGINT)
+    p.wait(timeout=300)
+  finally:
+    if p.poll() is None:
+      p.kill()
+      p.wait()
+  # Training re-executed itself under the huge-page malloc where this machine has it (same
+  # pid, so the Ctrl-C above reached the run itself).
   can = host_memory.huge_page_env(os.environ, system=platform.system(), libc=platform.libc_ver(),
                                   thp_mode=host_memory._thp_mode()) is not None
   assert (b'GLIBC_TUNABLES=' + host_memory.HUGE_PAGE_TUNABLE.encode() in environ) == can
-  p.send_signal(signal.SIGINT)
-  p.wait(timeout=300)
   out, err = _read(out_f), _read(err_f)
   assert p.returncode == 130, (out, err)
   assert 'run the same command to resume' in out, out
