@@ -3,10 +3,11 @@ r"""Our train step / inference against NVIDIA's original, back to back, same sha
 Each row runs ``benchmarks/train_step.py`` (ours) and ``benchmarks/original/step.py``
 (the original's code from a checkout outside this repository) as separate
 processes, one after the other, and prints the ratio of median times and of
-peak RSS. The last line is ``RESULT {json}``. Ours runs as the ``hdgan_jax``
-command does, re-executed under glibc's huge-page malloc (``host_memory``); the
-original runs in the default environment, or under the same tunable with
-``--original_huge_pages`` (it does not gain from it: README, CPU convolutions).
+peak RSS. The last line is ``RESULT {json}``. Our training rows run as
+``hdgan_jax``'s training does, re-executed under glibc's huge-page malloc
+(``host_memory``; inference rows are not); the original runs in the default
+environment, or under the same tunable with ``--original_huge_pages`` (it does
+not gain from it: README, CPU convolutions).
 
   .venv/bin/python benchmarks/vs_original.py --pix2pixhd=/tmp/pix2pixHD [--rows=infer512,train128]
 """
