@@ -60,3 +60,19 @@ def test_reexecutes_with_the_same_arguments():
     assert lines == ['start', f'{p.pid} None {argv}']
   else:  # started twice, the second time with the tunable
     assert lines[:2] == ['start', 'start'] and tunables == host_memory.HUGE_PAGE_TUNABLE
+
+
+@pytest.mark.parametrize('argv, interactive, in_kernel, want', [
+    (['python', '-m', 'hdgan_jax.main', '--config=x'], False, False, True),
+    (['python', '/venv/bin/hdgan-jax', '--config=x'], False, False, True),   # console script
+    (['python', '-u', 'benchmarks/train_step.py'], False, False, True),
+    (['python', '-c', 'import x', 'a'], False, False, True),
+    (['python', '-'], False, False, False),          # the script came on stdin, now consumed
+    (['python', '-u', '-'], False, False, False),
+    (['python'], False, False, False),               # a REPL
+    (['python', 'script.py'], True, False, False),   # python -i, or a REPL calling run()
+    (['python', '-m', 'ipykernel_launcher', '-f', 'k.json'], False, True, False),  # a notebook
+    ([], False, False, False),
+])
+def test_only_a_command_that_can_run_again_is_restarted(argv, interactive, in_kernel, want):
+  assert host_memory.restartable(argv, interactive=interactive, in_kernel=in_kernel) == want
