@@ -105,4 +105,4 @@ def restartable(argv, *, interactive: bool, in_kernel: bool) -> bool:
 
 def huge_pages_on() -> bool:
   """Whether this process runs with :data:`HUGE_PAGE_TUNABLE`."""
-  return 'glibc.malloc.hugetlb=1' in os.environ.get('GLIBC_TUNABLES', '')
+  return HUGE_PAGE_TUNABLE in os.environ.get('GLIBC_TUNABLES', '')

@@ -15,12 +15,11 @@ from typing import Dict
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
 from hdgan_jax import (checkpoint, config as config_lib, console, convert, eval_semantic,
-                       fileutil, host_memory, reporting, run as run_lib, step as step_lib,
-                       workdir_lock)
+                       fileutil, host_memory, mesh as mesh_lib, reporting, run as run_lib,
+                       step as step_lib, workdir_lock)
 from hdgan_jax.convert import io as weight_io
 from hdgan_jax.data import check as data_check, demo, pipeline, sources
 from hdgan_jax.fid import metrics as fid_metrics
@@ -139,8 +138,8 @@ def _train(config, workdir: str) -> Dict[str, float]:
               f'{", features" if m.use_features else ""}) at {width}x{height}, '
               f'{n_examples} examples, batch {config.batch_size}, {num_steps} steps')
   nets = step_lib.build(config, steps_per_epoch)  # fails now if VGG weights are missing
-  repl = NamedSharding(mesh, P())
-  data_sharding = NamedSharding(mesh, P('data', 'space'))  # examples over 'data', rows over 'space'
+  # The shardings jit_train_step compiles with: the precompiled step only runs on exactly these.
+  repl, data_sharding = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
   train_fn = _compiled_step(nets, config, mesh, samples, repl, data_sharding, height, width)
 
   state = step_lib.init_state(nets, config, jax.random.PRNGKey(config.seed), height=height, width=width,

@@ -347,8 +347,8 @@ def _conv_s1_bwd(winograd_min, res, dy):
     dw = jax.vjp(lambda w: _xla(x, w, 1), w)[1](dy)[0]
     return winograd(dyp, w, transpose=True), dw
   if kind == 'winograd_matmul':
-    return winograd(dyp, w, transpose=True), kernel_grad(x, dy, k).astype(w.dtype)
-  if w.shape[-1] > OUTTAPS_MAX_OUT:
+    dx = winograd(dyp, w, transpose=True)
+  elif w.shape[-1] > OUTTAPS_MAX_OUT:
     dx = input_grad(dy, w, x.shape)
   else:  # few output channels: z would be k*k*C wide for a K = O matmul
     dx = _forward_s1(dyp, w[::-1, ::-1].transpose(0, 1, 3, 2), winograd_min)
