@@ -83,8 +83,9 @@ def reexec_with_huge_pages() -> None:
   env = huge_page_env(os.environ, system=platform.system(), libc=platform.libc_ver(),
                       thp_mode=_thp_mode())
   argv = getattr(sys, 'orig_argv', None)
-  if env is None or not restartable(argv, interactive=hasattr(sys, 'ps1') or bool(
-      sys.flags.interactive), in_kernel='ipykernel' in sys.modules):
+  interactive = hasattr(sys, 'ps1') or bool(sys.flags.interactive)
+  if env is None or not argv or not restartable(sys.argv[0], interactive=interactive,
+                                                in_kernel='ipykernel' in sys.modules):
     return
   sys.stdout.flush()
   sys.stderr.flush()
@@ -94,13 +95,14 @@ def reexec_with_huge_pages() -> None:
     return  # could not re-execute (an unusual interpreter setup): run as is
 
 
-def restartable(argv, *, interactive: bool, in_kernel: bool) -> bool:
-  """Whether running ``argv`` again repeats this command: not a REPL, a notebook kernel or a
-  script read from standard input (which the first run has consumed)."""
-  if not argv or interactive or in_kernel:
-    return False
-  first = next((a for a in argv[1:] if a == '-' or not a.startswith('-')), None)
-  return not (len(argv) == 1 or first == '-')
+def restartable(script: str, *, interactive: bool, in_kernel: bool) -> bool:
+  """Whether running this command again repeats it, from ``script`` (``sys.argv[0]``).
+
+  Not for a REPL (``''``), a script read from standard input (``'-'``, which the first
+  run has consumed, whatever interpreter options came before it), ``python -i`` or a
+  notebook kernel.
+  """
+  return not (interactive or in_kernel or script in ('', '-'))
 
 
 def huge_pages_on() -> bool:

@@ -62,17 +62,26 @@ def test_reexecutes_with_the_same_arguments():
     assert lines[:2] == ['start', 'start'] and tunables == host_memory.HUGE_PAGE_TUNABLE
 
 
-@pytest.mark.parametrize('argv, interactive, in_kernel, want', [
-    (['python', '-m', 'hdgan_jax.main', '--config=x'], False, False, True),
-    (['python', '/venv/bin/hdgan-jax', '--config=x'], False, False, True),   # console script
-    (['python', '-u', 'benchmarks/train_step.py'], False, False, True),
-    (['python', '-c', 'import x', 'a'], False, False, True),
-    (['python', '-'], False, False, False),          # the script came on stdin, now consumed
-    (['python', '-u', '-'], False, False, False),
-    (['python'], False, False, False),               # a REPL
-    (['python', 'script.py'], True, False, False),   # python -i, or a REPL calling run()
-    (['python', '-m', 'ipykernel_launcher', '-f', 'k.json'], False, True, False),  # a notebook
-    ([], False, False, False),
+@pytest.mark.parametrize('script, interactive, in_kernel, want', [
+    ('/repo/hdgan_jax/main.py', False, False, True),   # python -m hdgan_jax.main
+    ('/venv/bin/hdgan-jax', False, False, True),       # the console script
+    ('benchmarks/train_step.py', False, False, True),
+    ('-c', False, False, True),                         # python -c CODE
+    ('-', False, False, False),      # the script came on stdin (python [-W x ...] -), now consumed
+    ('', False, False, False),       # a REPL
+    ('script.py', True, False, False),                  # python -i, or a REPL calling run()
+    ('/venv/lib/ipykernel_launcher.py', False, True, False),  # a notebook kernel
 ])
-def test_only_a_command_that_can_run_again_is_restarted(argv, interactive, in_kernel, want):
-  assert host_memory.restartable(argv, interactive=interactive, in_kernel=in_kernel) == want
+def test_only_a_command_that_can_run_again_is_restarted(script, interactive, in_kernel, want):
+  assert host_memory.restartable(script, interactive=interactive, in_kernel=in_kernel) == want
+
+
+@pytest.mark.parametrize('options', [[], ['-W', 'ignore'], ['-u']])
+def test_a_script_from_stdin_is_not_restarted(options):
+  """What ``sys.argv[0]`` really is for a script piped in, whatever options precede the ``-``."""
+  code = ('import sys; from hdgan_jax import host_memory; '
+          'print(host_memory.restartable(sys.argv[0], interactive=False, in_kernel=False))')
+  r = subprocess.run([sys.executable, *options, '-'], input=code, capture_output=True,
+                     text=True, timeout=120)
+  assert r.returncode == 0, r.stderr
+  assert r.stdout.strip() == 'False'
