@@ -34,7 +34,7 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from hdgan_jax import losses, mesh as mesh_lib, models
-from hdgan_jax.models import vgg
+from hdgan_jax.models import lowering, vgg
 
 PyTree = Any
 
@@ -341,7 +341,8 @@ def jit_train_step(nets: Nets, config, mesh, state: TrainState):
     with mesh_lib.activation_sharding(mesh):
       return train_step(nets._replace(vgg_vars=vgg_vars), config, s, b, r)
   jitted = jax.jit(fn, in_shardings=(state_sh, mesh_lib.batch_sharding(mesh), repl, vgg_sh),
-                   out_shardings=(state_sh, repl), donate_argnums=(0,))
+                   out_shardings=(state_sh, repl), donate_argnums=(0,),
+                   compiler_options=lowering.compiler_options())
   vgg_vars = jax.device_put(nets.vgg_vars, vgg_sh)
   compiled = {}
 

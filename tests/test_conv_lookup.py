@@ -107,3 +107,74 @@ def test_generator_uses_the_lookup_only_on_its_own_input():
   assert (models.make_generator(m).onehot_nc, models.make_generator(m).binary_nc) == (7, 0)
   m.label_nc = 0
   assert models.make_generator(m).onehot_nc == 0
+
+
+def _d_dense(x, kernel):
+  return lowering.conv2d(x, kernel, 2, 2)  # D's first conv: 4x4, stride 2, zero padding 2
+
+
+def _d_conv(kind, x, kernel, onehot_nc, binary_nc):
+  with lowering.using(kind):
+    return lowering.categorical_conv2d(x, kernel, 2, onehot_nc, binary_nc, _d_dense, 2, 'zero')
+
+
+@pytest.mark.parametrize('h,w', [(8, 12), (9, 7)])
+@pytest.mark.parametrize('edge,feat', [(True, 0), (False, 2)])
+def test_strided_zero_padded_lookup_equals_dense(h, w, edge, feat):
+  """D's condition: stride 2, zero border (an all-zero table row), forward and both gradients."""
+  x, _ = _input(4, 2, h, w, 5, edge, feat)
+  kernel = jnp.asarray(np.random.default_rng(5).standard_normal((4, 4, x.shape[-1], 6)) * 0.1,
+                       jnp.float32)
+  binary = int(edge)
+  assert bool(conv_lookup.categorical_index(x, 5, binary)[1])
+  loss = lambda kind: lambda x, k: jnp.sum(jnp.sin(_d_conv(kind, x, k, 5, binary)))
+  for name, a, b in zip(('y', 'dx', 'dkernel'),
+                        (_d_conv('xla', x, kernel, 5, binary),) + jax.grad(loss('xla'), (0, 1))(x, kernel),
+                        (_d_conv('matmul', x, kernel, 5, binary),) + jax.grad(loss('matmul'), (0, 1))(x, kernel)):
+    assert a.shape == b.shape and _relative(a, b) <= 2e-6, name
+  jaxpr = str(jax.make_jaxpr(jax.grad(loss('matmul'), 1))(x, kernel))
+  assert jaxpr.count('scatter-add') == 16  # one segment sum per tap of the 4x4 kernel
+
+
+@settings(max_examples=10, deadline=None)
+@given(h=st.integers(1, 11), w=st.integers(1, 11), classes=st.integers(1, 6),
+       edge=st.booleans(), seed=st.integers(0, 1000))
+def test_strided_lookup_property(h, w, classes, edge, seed):
+  """Any size (1x1 included: every output but the centre reads the zero border)."""
+  x, _ = _input(seed, 1, h, w, classes, edge, 0)
+  kernel = jnp.asarray(np.random.default_rng(seed).standard_normal((4, 4, x.shape[-1], 3)),
+                       jnp.float32)
+  dy = jnp.asarray(np.random.default_rng(seed + 1).standard_normal(
+      _d_conv('xla', x, kernel, classes, int(edge)).shape), jnp.float32)
+  grad = lambda kind: jax.grad(lambda k: jnp.sum(_d_conv(kind, x, k, classes, int(edge)) * dy))(kernel)
+  assert _relative(_d_conv('xla', x, kernel, classes, int(edge)),
+                   _d_conv('matmul', x, kernel, classes, int(edge))) <= 2e-6
+  assert _relative(grad('xla'), grad('matmul')) <= 2e-6
+
+
+def test_discriminator_looks_up_only_its_full_resolution_condition():
+  """make_discriminator passes encode_input's layout to scale{num_D-1} alone; same numbers."""
+  m = config_lib.get_config().model
+  m.update(dict(label_nc=5, ndf=8, n_layers_D=2, num_D=3))
+  d = models.make_discriminator(m)
+  labels = np.random.default_rng(0).integers(0, 5, (1, 24, 32))
+  inst = np.random.default_rng(1).integers(0, 3, (1, 24, 32))
+  cond = models.encode_input(labels, inst, m)
+  img = jnp.asarray(np.random.default_rng(2).standard_normal((1, 24, 32, 3)), jnp.float32)
+  params = d.init(jax.random.key(0), img, cond)
+  score = lambda p, img, cond: sum(jnp.sum(jnp.sin(f)) for s in d.apply(p, img, cond) for f in s)
+  results = {}
+  for kind in ('xla', 'matmul'):
+    with lowering.using(kind):
+      results[kind] = ((jax.jit(score)(params, img, cond),)
+                       + jax.jit(jax.grad(score, (0, 1)))(params, img, cond))
+  want, got = (jax.tree_util.tree_leaves(results[k]) for k in ('xla', 'matmul'))
+  scale = max(float(jnp.max(jnp.abs(a))) for a in want)
+  for a, b in zip(want, got):
+    # one scale for all: biases before an instance norm have pure-rounding gradients
+    np.testing.assert_allclose(a, b, rtol=0, atol=2e-6 * scale)
+  with lowering.using('matmul'):
+    jaxpr = str(jax.make_jaxpr(jax.grad(score))(params, img, cond))
+  assert jaxpr.count('cond[') == 2 and jaxpr.count('scatter-add') == 16  # lookup, its grad
+  m.label_nc = 0
+  assert models.make_discriminator(m).onehot_nc == 0

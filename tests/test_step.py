@@ -1,5 +1,7 @@
 """The fused train step: same gradients as the original's separate passes; schedule; freezing."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,6 +9,7 @@ import pytest
 
 from conftest import tiny_model
 from hdgan_jax import config as config_lib, losses, step
+from hdgan_jax.models import lowering
 
 
 def tiny_config(**model_kw):
@@ -99,3 +102,20 @@ def test_fix_global_trains_only_the_outermost_enhancer_first(n_enh):
   state, _ = fn(state, make_batch(seed=5))  # epoch 1: everything trains
   for name, params in state.g_params['G'].items():
     assert changed(params, before[name]), name
+
+
+def test_the_cpu_step_does_not_copy_its_donated_state():
+  """lowering.compiler_options: region analysis lets XLA:CPU update parameters and Adam
+  moments in place; without it every one is copied at the start and held all step."""
+  assert lowering.compiler_options('cpu') == lowering.CPU_COMPILER_OPTIONS
+  assert lowering.compiler_options('gpu') == {} == lowering.compiler_options('tpu')
+  c = tiny_config()
+  c.no_vgg_loss = True
+  nets = step.build(c, steps_per_epoch=10)
+  mesh = step.make_mesh()
+  abstract = step.abstract_state(nets, c, mesh, height=32, width=64)
+  lowered = step.jit_train_step(nets, c, mesh, abstract).lower(abstract, make_batch(n=1), None)
+  state_copies = lambda compiled: len(re.findall(r' copy\(%s_', compiled.as_text()))
+  assert state_copies(lowered.compile()) == 0
+  off = {k: False for k in lowering.CPU_COMPILER_OPTIONS}
+  assert state_copies(lowered.compile(compiler_options=off)) > 10  # what the option removes

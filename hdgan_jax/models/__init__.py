@@ -31,17 +31,22 @@ def use_lowering(cfg) -> None:
   lowering.set_default(cfg.get('conv_lowering', 'auto'))
 
 
+def _categorical(cfg) -> dict:
+  """encode_input's channel layout (one-hot labels, then the edge map), which lets the
+  convs that see it (G's first, D's condition) run as lookups on CPU; {} for RGB maps."""
+  if cfg.label_nc == 0:
+    return {}
+  return dict(onehot_nc=cfg.label_nc, binary_nc=0 if cfg.no_instance else 1)
+
+
 def make_generator(cfg, *, train: bool = False):
   """G from ``cfg.netG``: 'global' (G1) or 'local' (G1 + n local enhancers)."""
   use_lowering(cfg)
   dtype = resolve_dtype(cfg.get('dtype', 'float32'))
-  # encode_input's channel layout, which lets G's first conv run as a lookup on CPU
-  categorical = ({} if cfg.label_nc == 0 else
-                 dict(onehot_nc=cfg.label_nc, binary_nc=0 if cfg.no_instance else 1))
   if cfg.netG == 'global':
     return GlobalGenerator(cfg.output_nc, cfg.ngf, cfg.n_downsample_global,
                            cfg.n_blocks_global, cfg.norm, train=train, dtype=dtype,
-                           remat=remat_policy(cfg), **categorical)
+                           remat=remat_policy(cfg), **_categorical(cfg))
   if cfg.netG == 'local':
     if cfg.n_local_enhancers < 1:
       raise ValueError('model.n_local_enhancers must be >= 1 for netG=local, '
@@ -49,7 +54,7 @@ def make_generator(cfg, *, train: bool = False):
     return LocalEnhancer(cfg.output_nc, cfg.ngf, cfg.n_downsample_global,
                          cfg.n_blocks_global, cfg.n_local_enhancers,
                          cfg.n_blocks_local, cfg.norm, train=train, dtype=dtype,
-                         remat=remat_policy(cfg), **categorical)
+                         remat=remat_policy(cfg), **_categorical(cfg))
   raise ValueError(f"model.netG={cfg.netG!r} is not known; use 'global' or 'local'")
 
 
@@ -58,7 +63,7 @@ def make_discriminator(cfg, *, train: bool = False):
   use_lowering(cfg)
   return MultiscaleDiscriminator(cfg.ndf, cfg.n_layers_D, cfg.num_D, cfg.norm,
                                  train=train, dtype=resolve_dtype(cfg.get('dtype', 'float32')),
-                                 remat=remat_policy(cfg))
+                                 remat=remat_policy(cfg), **_categorical(cfg))
 
 
 def make_encoder(cfg, *, train: bool = False):

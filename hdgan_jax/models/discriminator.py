@@ -34,6 +34,8 @@ class NLayerDiscriminator(nn.Module):
   train: bool = False
   dtype: layers.Dtype = jnp.float32
   remat: str = 'none'
+  onehot_nc: int = 0   # ``cond``'s layout, as G's input (inputs.encode_input); 0: not one-hot
+  binary_nc: int = 0
 
   @nn.compact
   def __call__(self, x, cond=None):
@@ -42,7 +44,8 @@ class NLayerDiscriminator(nn.Module):
       if c is None:
         h = layers.Conv(self.ndf, _KW, 2, _PADW, self.dtype, name='layer0')(h)
       else:
-        h = layers.ConditionedConv(self.ndf, _KW, 2, _PADW, self.dtype, name='layer0')(h, c)
+        h = layers.ConditionedConv(self.ndf, _KW, 2, _PADW, self.dtype, self.onehot_nc,
+                                   self.binary_nc, name='layer0')(h, c)
       return mesh.constrain(nn.leaky_relu(h, 0.2))
 
     def layer(_, h, *, j, nf, stride):
@@ -77,6 +80,8 @@ class MultiscaleDiscriminator(nn.Module):
   train: bool = False
   dtype: layers.Dtype = jnp.float32
   remat: str = 'none'
+  onehot_nc: int = 0   # ``cond``'s one-hot label channels (G's input layout); 0: none
+  binary_nc: int = 0   # and 0/1 edge channels after them
 
   @nn.compact
   def __call__(self, x, cond=None):
@@ -85,9 +90,12 @@ class MultiscaleDiscriminator(nn.Module):
     Both give the same numbers. With ``cond`` separate, the condition's pyramid
     and its part of every first conv are values of their own, which the CPU
     lowering shares between D's real and fake passes (:class:`layers.ConditionedConv`).
+    Only the full-resolution D sees one-hot labels; the pooled pyramid is soft.
     """
     scale = remat.level_module(NLayerDiscriminator, self.remat)
+    full = self.num_D - 1  # scale{num_D-1} runs on the full-resolution input
     nets = [scale(self.ndf, self.n_layers, self.norm, self.train, self.dtype, self.remat,
+                  self.onehot_nc if i == full else 0, self.binary_nc if i == full else 0,
                   name=f'scale{i}') for i in range(self.num_D)]
     result = []
     x = mesh.constrain(x)

@@ -103,10 +103,16 @@ class ConditionedConv(Conv):
   Same parameters as :class:`Conv` on the concatenation. Under the CPU lowering
   it runs as two convs on the kernel's two channel slices: the condition's part
   is the same expression in D's real and fake passes, so XLA computes its
-  forward once (its kernel gradient still twice, once per pass), and the input
-  gradient G needs is the image's 3 channels wide instead of 39 (4 against
-  82 ms at 256x512 on the 2-core EPYC). Other backends run the one conv.
+  forward once, and the input gradient G needs is the image's 3 channels wide
+  instead of 39 (4 against 82 ms at 256x512 on the 2-core EPYC). With
+  ``onehot_nc`` set (the full-resolution D, whose condition is
+  :func:`inputs.encode_input`'s layout, like G's input) the condition's part is
+  a table lookup and its kernel gradient, once per pass, segment sums
+  (:mod:`conv_lookup`, exact; dense for any condition that is not one-hot).
+  Other backends run the one conv.
   """
+  onehot_nc: int = 0
+  binary_nc: int = 0
 
   @nn.compact
   def __call__(self, x, cond):
@@ -118,7 +124,10 @@ class ConditionedConv(Conv):
     flops = lowering._flops(n, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1, kernel.size)
     if lowering.resolve(flops=flops) == 'xla':
       return conv2d(jnp.concatenate([cond, x], axis=-1), kernel, s, p) + bias
-    return conv2d(cond, kernel[:, :, :c], s, p) + conv2d(x, kernel[:, :, c:], s, p) + bias
+    dense = functools.partial(conv2d, stride=s, padding=p)
+    cond_part = lowering.categorical_conv2d(cond, kernel[:, :, :c], p, self.onehot_nc,
+                                            self.binary_nc, dense, s, 'zero')
+    return cond_part + conv2d(x, kernel[:, :, c:], s, p) + bias
 
 
 def reflect_conv2d(x, kernel, pad: int):
