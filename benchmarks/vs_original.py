@@ -41,7 +41,9 @@ def main():
   ap = argparse.ArgumentParser()
   ap.add_argument('--pix2pixhd', required=True, help='checkout of NVIDIA/pix2pixHD')
   ap.add_argument('--rows', default='infer512,train128,train256')
-  ap.add_argument('--steps', type=int, default=3)
+  ap.add_argument('--steps', type=int, default=7,
+                  help='timed steps per side (medians): single steps on the 2-core VM are '
+                       'bimodal (README, CPU convolutions), three were too few')
   ap.add_argument('--original_huge_pages', action='store_true',
                   help="run the original under the huge-page malloc that ours re-executes "
                        'with (hdgan_jax/host_memory.py), to see whether it gains from it too')
@@ -62,7 +64,9 @@ def main():
                rss_ratio=ours['peak_rss_mib'] / orig['peak_rss_mib'],
                ours_fraction_of_matmul=ours.get('fraction_of_matmul'),
                ours_huge_page_malloc=ours.get('huge_page_malloc'),
-               original_huge_page_malloc=a.original_huge_pages)
+               original_huge_page_malloc=a.original_huge_pages,
+               ours_min_s=ours.get('min_s'), original_min_s=orig.get('min_s'),
+               ours_times_s=ours.get('times_s'), original_times_s=orig.get('times_s'))
     results.append(row)
     print(f"{name:10s} ours {row['ours_s']:7.2f}s  original {row['original_s']:7.2f}s  "
           f"time x{row['time_ratio']:.2f}  peak RSS {row['ours_rss_mib']:.0f} / "
