@@ -1,6 +1,6 @@
 r"""The built-in demo: procedural street scenes, no download, minutes on 2 CPU cores.
 
-A global generator at 64x128 on 64 rendered Cityscapes-style scenes (35 label
+A global generator (ngf 32) at 64x128 on 64 rendered Cityscapes-style scenes (35 label
 ids + instance maps), multi-scale D, feature matching and the offline VGG16
 perceptual loss; logs eval/semantic_* (a colour/texture pixel classifier
 fitted on the demo's real photos scores the generated images) and FID/KID against the
@@ -19,7 +19,9 @@ def get_config():
   m = c.model
   m.label_nc = 35
   m.netG = 'global'
-  m.ngf = 16
+  # ngf 32 rather than 16: held-out pixel accuracy 0.734 against 0.724 and FID 174.5
+  # against 188.6 at the same 600 steps, 6 min 28 s (README, The demo).
+  m.ngf = 32
   m.n_downsample_global = 3
   m.n_blocks_global = 3
   m.ndf = 16
@@ -39,7 +41,7 @@ def get_config():
   c.lr = 4e-4
   c.lambda_feat = 20.0
   # Samples and scores from a moving average of G's weights (step.ema_update): held-out
-  # pixel accuracy 0.724 (FID 188.6) against 0.713 for the raw weights of the same run
+  # pixel accuracy 0.724 (FID 188.6) against 0.713 for the raw weights of the same run, ngf 16
   # (README, The demo).
   c.g_ema_decay = 0.99
   c.perceptual_backbone = 'vgg16'
