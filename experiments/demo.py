@@ -24,7 +24,10 @@ def get_config():
   m.ngf = 32
   m.n_downsample_global = 3
   m.n_blocks_global = 3
-  m.ndf = 16
+  # ndf 32 rather than 16: held-out pixel accuracy 0.756 against 0.734 and FID 163.0 against
+  # 174.5 at the same 600 steps, 6 min 54 s against 6 min 28 s (README, The demo). The gain
+  # is mostly the buildings' texture (class accuracy 0.686 -> 0.744); cars stay at 0.61-0.63.
+  m.ndf = 32
   m.num_D = 2
   m.n_layers_D = 3
   d = c.data

@@ -30,5 +30,7 @@ def get_config():
   # plain demo's doubled lr and feature-matching weight were tuned without the encoder.
   c.lr = 2e-4
   c.lambda_feat = 10.0
-  c.model.ngf = 16  # its numbers were measured at ngf 16; the plain demo moved to 32 later
+  # Its numbers were measured at ngf 16 and ndf 16; the plain demo moved to 32 for both later.
+  c.model.ngf = 16
+  c.model.ndf = 16
   return c
