@@ -144,7 +144,9 @@ def _train(config, workdir: str) -> Dict[str, float]:
 
   state = step_lib.init_state(nets, config, jax.random.PRNGKey(config.seed), height=height, width=width,
                               mesh=mesh)  # born on the mesh: global arrays every process restores into
-  mngr = checkpoint.manager(workdir, config.keep_checkpoints)
+  policy = checkpoint.save_policy(config.get('checkpoint_mode', 'auto'), jax.default_backend(),
+                                  max(x.nbytes for x in jax.tree_util.tree_leaves(state)))
+  mngr = checkpoint.manager(workdir, config.keep_checkpoints, *policy)
   stream = checkpoint.data_stream(config, n_examples, n_proc)
   resumed = _resume(mngr, state, config, workdir, stream)
   data_state, start = None, 0
@@ -239,6 +241,8 @@ def _train(config, workdir: str) -> Dict[str, float]:
       if ckpt_now:
         with console.deferred_interrupt():
           checkpoint.save(mngr, done, state, config, it.get_state(), stream)
+        if not policy.async_save:
+          host_memory.trim()  # the writer's buffers, before the next step's temp
   except KeyboardInterrupt:
     bar.close()
     with console.deferred_interrupt():  # a second Ctrl-C must not tear the save either
