@@ -142,13 +142,14 @@ def _train(config, workdir: str) -> Dict[str, float]:
   repl, data_sharding = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
   train_fn = _compiled_step(nets, config, mesh, samples, repl, data_sharding, height, width)
 
-  state = step_lib.init_state(nets, config, jax.random.PRNGKey(config.seed), height=height, width=width,
-                              mesh=mesh)  # born on the mesh: global arrays every process restores into
-  policy = checkpoint.save_policy(config.get('checkpoint_mode', 'auto'), jax.default_backend(),
-                                  max(x.nbytes for x in jax.tree_util.tree_leaves(state)))
+  # A resumed run restores into the state's shapes and shardings (global arrays every process
+  # restores into), never beside a freshly initialised state; a new run's state is born on the mesh.
+  abstract = step_lib.abstract_state(nets, config, mesh, height=height, width=width)
+  largest = max(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(abstract))
+  policy = checkpoint.save_policy(config.get('checkpoint_mode', 'auto'), jax.default_backend(), largest)
   mngr = checkpoint.manager(workdir, config.keep_checkpoints, *policy)
   stream = checkpoint.data_stream(config, n_examples, n_proc)
-  resumed = _resume(mngr, state, config, workdir, stream)
+  resumed = _resume(mngr, abstract, config, workdir, stream)
   data_state, start = None, 0
   if resumed is not None:
     state, data_state, start = resumed
@@ -157,10 +158,13 @@ def _train(config, workdir: str) -> Dict[str, float]:
                   f'{num_steps}; nothing to train. Raise --config.num_train_steps to continue.')
       return {}
     console.say(f'  resuming from the checkpoint at step {start} of {num_steps}')
-  elif config.init_from:
-    g_params = init_generator_from(config.init_from, config, state.g_params)
-    g_ema = None if state.g_ema is None else jax.tree_util.tree_map(jnp.copy, g_params)
-    state = state.replace(g_params=g_params, g_ema=g_ema)
+  else:
+    state = step_lib.init_state(nets, config, jax.random.PRNGKey(config.seed), height=height,
+                                width=width, mesh=mesh)
+    if config.init_from:
+      g_params = init_generator_from(config.init_from, config, state.g_params)
+      g_ema = None if state.g_ema is None else jax.tree_util.tree_map(jnp.copy, g_params)
+      state = state.replace(g_params=g_params, g_ema=g_ema)
   state = jax.device_put(state, repl)
 
   it = pipeline.make_train_iterator(config, process_index=jax.process_index(),
