@@ -72,7 +72,7 @@ def test_fused_step_equals_separate_passes(kw, vgg):
 
 def test_init_in_two_executables_equals_one():
   """Parameters first, then moments and average: the same state as one executable makes."""
-  c = tiny_config(netG='local', use_features=True)
+  c = tiny_config(netG='global', use_features=True)
   c.g_ema_decay = 0.99
   nets = step.build(c, steps_per_epoch=10)
   mesh = step.make_mesh()
