@@ -60,13 +60,13 @@ def _global_batch(local: Dict[str, np.ndarray], sharding) -> Dict[str, jax.Array
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
 
 
-def _compiled_step(nets, config, mesh, samples, repl, data_sharding, height: int, width: int):
+def _compiled_step(nets, config, mesh, samples, repl, data_sharding, state):
   """The jitted train step, compiled before the state exists (``step.jit_train_step``'s precompile).
 
-  The state, the batches and the keys the loop passes have exactly these shapes,
-  dtypes and shardings, so every step runs this executable.
+  ``state`` is the abstract state (``step.abstract_state``). The state, the
+  batches and the keys the loop passes have exactly these shapes, dtypes and
+  shardings, so every step runs this executable.
   """
-  state = step_lib.abstract_state(nets, config, mesh, height=height, width=width)
   batch = {k: jax.ShapeDtypeStruct((config.batch_size,) + v.shape[1:], v.dtype, sharding=data_sharding)
            for k, v in samples.items()}
   key = jax.eval_shape(lambda: jax.random.fold_in(jax.random.PRNGKey(0), 0))
@@ -140,11 +140,12 @@ def _train(config, workdir: str) -> Dict[str, float]:
   nets = step_lib.build(config, steps_per_epoch)  # fails now if VGG weights are missing
   # The shardings jit_train_step compiles with: the precompiled step only runs on exactly these.
   repl, data_sharding = mesh_lib.replicated(mesh), mesh_lib.batch_sharding(mesh)
-  train_fn = _compiled_step(nets, config, mesh, samples, repl, data_sharding, height, width)
-
-  # A resumed run restores into the state's shapes and shardings (global arrays every process
-  # restores into), never beside a freshly initialised state; a new run's state is born on the mesh.
+  # The state's shapes and shardings: what the step compiles for and what a resumed run restores
+  # into (global arrays every process restores into), never beside a freshly initialised state;
+  # a new run's state is born on the mesh.
   abstract = step_lib.abstract_state(nets, config, mesh, height=height, width=width)
+  train_fn = _compiled_step(nets, config, mesh, samples, repl, data_sharding, abstract)
+
   largest = max(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(abstract))
   policy = checkpoint.save_policy(config.get('checkpoint_mode', 'auto'), jax.default_backend(), largest)
   mngr = checkpoint.manager(workdir, config.keep_checkpoints, *policy)
