@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hdgan_jax import models
-from hdgan_jax.models import conv_bands, conv_matmul, conv_rows, conv_winograd, layers, lowering, vgg
+from hdgan_jax.models import conv_bands, conv_defer, conv_matmul, conv_rows, conv_winograd, layers, lowering, vgg
 
 
 def _check(fn, x, w, *args, rtol=2e-5):
@@ -38,6 +38,8 @@ def _data(seed, x_shape, w_shape):
     (10, 7, 4, 1, 2, 8, 1),     # outtaps, even kernel: D's last conv
     (11, 9, 7, 1, 3, 4, 8),     # rowcol forward, XLA's gradients: G's first 7x7 conv
     (5, 6, 3, 1, 1, 4, 2),      # outtaps, 3x3 kernel
+    (9, 13, 3, 2, 1, 5, 7),     # strided: XLA's conv, kernel gradient deferred (conv_defer)
+    (8, 10, 4, 2, 1, 3, 6),     # strided 4x4: D's downsampling convs
 ])
 def test_conv2d_lowerings_agree(h, w, k, s, p, cin, cout):
   x, kern = _data(h * w + k, (2, h, w, cin), (k, k, cin, cout))
@@ -240,3 +242,50 @@ def test_four_by_four_winograd_agrees(monkeypatch, h, w, grad_tiles):
       'winograd_matmul' if grad_tiles == 1 else 'matmul')
   _check(layers.conv2d, x, kern, 1, 2)
   assert _dots(lambda x: layers.conv2d(x, kern, 1, 2), x) >= 25 * (2 if grad_tiles == 1 else 1)
+
+
+@pytest.mark.parametrize('first', [0.5, -0.0, np.inf, np.nan])
+def test_after_is_exactly_x(first):
+  """``after(x, dy)`` is x bit for bit where dy's first element is finite, else not finite."""
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 3, 4, 5)), jnp.float32)
+  x = x.at[0, 0, 0, :2].set(jnp.asarray([-0.0, np.finfo(np.float32).max]))
+  dy = jnp.full((2, 3, 4, 6), 1.0, jnp.bfloat16).at[0, 0, 0, 0].set(first)
+  y = jax.jit(conv_defer.after)(x, dy)
+  if np.isfinite(first):
+    np.testing.assert_array_equal(np.asarray(y)[0, 0, 0, 1:], np.asarray(x)[0, 0, 0, 1:])
+    np.testing.assert_array_equal(np.asarray(y).ravel()[5:], np.asarray(x).ravel()[5:])
+    assert float(y[0, 0, 0, 0]) == 0.0  # -0 + 0 = +0: the only change, and it multiplies the same
+  else:
+    assert not np.isfinite(np.asarray(y)).any()
+
+
+def test_kernel_gradients_do_not_keep_forward_windows(monkeypatch):
+  """The deferral is what keeps the im2col windows out of the forward pass (XLA's temp).
+
+  Three of G1's residual-style convs (3x3 on 512 channels at a small map: im2col
+  forward, matmul gradients), then a larger stage whose backward pass comes
+  first and sets the peak, as D's does in the train step. Without
+  :func:`conv_defer.after` XLA keeps each conv's patch matrix (1.2 MB here) from
+  the forward pass through that peak; with it they are built one at a time in
+  the convs' own backward pass (2.6 patch matrices less temp when written).
+  """
+  x, w = _data(0, (1, 8, 8, 512), (3, 3, 512, 512))
+
+  def loss(x, ws):
+    for w in ws:
+      x = jnp.maximum(layers.conv2d(x, w * 0.02, 1, 1), 0.0)
+    z = jnp.tile(x, (1, 8, 8, 1))
+    z = jnp.sin(z) * z
+    return jnp.sum(z * jnp.cos(z))
+
+  def temp():
+    with lowering.using('matmul'):
+      c = jax.jit(jax.grad(loss, argnums=1)).lower(x, [w, w * 0.5, w * 0.25]).compile()
+    return c.memory_analysis().temp_size_in_bytes
+
+  deferred = temp()
+  monkeypatch.setattr(conv_defer, 'after', lambda x, dy: x)
+  jax.clear_caches()  # conv_s1's jit would hand back the backward pass traced above
+  kept = temp()
+  patch = 8 * 8 * 9 * 512 * 4
+  assert deferred + 2 * patch <= kept, (deferred, kept)

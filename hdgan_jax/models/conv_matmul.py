@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from hdgan_jax.models import conv_bands as bands, conv_rows
+from hdgan_jax.models import conv_bands as bands, conv_defer, conv_rows
 from hdgan_jax.models.conv_winograd import winograd
 
 # Forward Winograd from 64 channels (faster than XLA's conv from 32; the local enhancers'
@@ -156,7 +156,10 @@ def kernel_grad(x, dy, k: int, s: int = 1):
   """dL/dw of a VALID stride-``s`` conv: dw[i, j] = window(x, i, j)^T @ dy, as matmuls.
 
   Few output channels: x^T against the stacked shifted copies of dy (K = pixels,
-  k*k*O columns). Otherwise x's patch matrix against dy. Banded, summed over bands.
+  k*k*O columns). Otherwise one matmul per tap, x's shifted window against dy,
+  with no patch matrix: the forward's im2col built the same windows, and from
+  ``x`` alone XLA would merge them with it and keep the patches live from the
+  forward pass to here (:mod:`conv_defer`). Banded, summed over bands.
   """
   n, oh, ow, o = dy.shape
   c, wd = x.shape[-1], x.shape[2]
@@ -187,9 +190,9 @@ def kernel_grad(x, dy, k: int, s: int = 1):
   x = bands.pad_rows(x, rows + reach)
 
   def band(r0):
-    xb = lax.dynamic_slice_in_dim(x, r0, per + reach, axis=1)
-    cols = jnp.concatenate([_tap(xb, t, per, ow, c) for t in taps], axis=-1)
-    return contract(cols, lax.dynamic_slice_in_dim(dy, r0, per, axis=1))
+    dyb = lax.dynamic_slice_in_dim(dy, r0, per, axis=1)
+    xb = conv_defer.after(lax.dynamic_slice_in_dim(x, r0, per + reach, axis=1), dyb)
+    return jnp.concatenate([contract(_tap(xb, t, per, ow, c), dyb) for t in taps], axis=0)
   return jnp.sum(bands.map_bands(band, oh, per), axis=0).reshape(k, k, c, o)
 
 
@@ -340,11 +343,11 @@ def _conv_s1_bwd(winograd_min, res, dy):
   k = w.shape[0]
   dy = dy.astype(x.dtype)
   kind = _grads(x.shape, w.shape, x.dtype, winograd_min)
-  if kind == 'xla':
-    return jax.vjp(lambda x, w: _xla(x, w, 1), x, w)[1](dy)
+  if kind == 'xla':  # XLA's channel-major copy of x for its kernel gradient: built now
+    return jax.vjp(lambda x, w: _xla(x, w, 1), conv_defer.after(x, dy), w)[1](dy)
   dyp = jnp.pad(dy, ((0, 0), (k - 1, k - 1), (k - 1, k - 1), (0, 0)))
   if kind == 'winograd':
-    dw = jax.vjp(lambda w: _xla(x, w, 1), w)[1](dy)[0]
+    dw = jax.vjp(lambda w: _xla(conv_defer.after(x, dy), w, 1), w)[1](dy)[0]
     return winograd(dyp, w, transpose=True), dw
   if kind == 'winograd_matmul':
     dx = winograd(dyp, w, transpose=True)

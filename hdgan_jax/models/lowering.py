@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from hdgan_jax.models import conv_lookup, conv_matmul
+from hdgan_jax.models import conv_defer, conv_lookup, conv_matmul
 
 KINDS = ('auto', 'xla', 'matmul')
 ENV = 'HDGAN_CONV_LOWERING'
@@ -129,10 +129,12 @@ def conv2d(x, kernel, stride: int = 1, padding: int = 0):
   """``F.conv2d(x, kernel, stride, padding)`` in NHWC / HWIO."""
   k = kernel.shape[0]
   oh, ow = (x.shape[1] + 2 * padding - k) // stride + 1, (x.shape[2] + 2 * padding - k) // stride + 1
-  if stride > 1 or resolve(flops=_flops(x.shape[0], oh, ow, kernel.size)) == 'xla':
-    # Strided convs: XLA's own, forward and gradients, measured fastest on CPU too.
+  kind = resolve(flops=_flops(x.shape[0], oh, ow, kernel.size))
+  if kind == 'xla':
     return lax.conv_general_dilated(x, kernel, (stride, stride), ((padding, padding),) * 2,
                                     dimension_numbers=_DN)
+  if stride > 1:  # XLA's own, forward and gradients, measured fastest on CPU too
+    return conv_defer.conv_strided(x, kernel, stride, padding)
   if padding:
     x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
   return conv_matmul.conv_s1(x, kernel, _winograd_min.get())
