@@ -58,7 +58,9 @@ FLAGS = flags.FLAGS
 
 
 def main(_):
-  if not FLAGS.infer:  # as the hdgan_jax command does for training (host_memory)
+  if FLAGS.infer:  # as the hdgan_jax command does for each mode (host_memory)
+    host_memory.use_memory_scheduler()
+  else:
     host_memory.reexec_with_huge_pages()
   c = config_lib.get_config()
   m = c.model

@@ -200,6 +200,8 @@ def main(argv):
   _validate()
   if FLAGS.mode == 'train':  # before JAX loads; only training gains (host_memory)
     host_memory.reexec_with_huge_pages()
+  else:  # inference only: XLA:CPU's memory-minimising scheduler (host_memory)
+    host_memory.use_memory_scheduler()
   spec = _distributed_spec()
   config = FLAGS.config
   job = {'train': _train, 'generate': _generate, 'encode_features': _encode,
