@@ -35,8 +35,6 @@ import platform
 import sys
 from typing import Mapping, Optional
 
-from jax._src import xla_bridge  # whether the backend has started (no public API says)
-
 HUGE_PAGE_TUNABLE = 'glibc.malloc.hugetlb=1'
 OPT_OUT = 'HDGAN_JAX_HUGE_PAGES'  # '0': never re-execute (also set by the re-executed process)
 THP_SETTING = '/sys/kernel/mm/transparent_hugepage/enabled'
@@ -60,7 +58,9 @@ def use_memory_scheduler() -> bool:
   ``jax.devices()``); a user's own setting of the option in ``XLA_FLAGS`` is kept.
   The option only concerns XLA:CPU.
   """
-  if xla_bridge.backends_are_initialized():
+  # Not imported here: the command line calls this before JAX loads (``--help`` never does).
+  bridge = sys.modules.get('jax._src.xla_bridge')
+  if bridge is not None and bridge.backends_are_initialized():
     return False
   flags = os.environ.get('XLA_FLAGS', '')
   if 'xla_cpu_enable_concurrency_optimized_scheduler' not in flags:

@@ -55,7 +55,15 @@ def test_missing_vgg19_file_stops_with_instructions(tmp_path):
 
 
 def test_three_train_steps_match_original_losses(vgg19_file):
-  """G_GAN, G_GAN_Feat, G_VGG, D_real, D_fake of 3 iterations of the original's train loop."""
+  """G_GAN, G_GAN_Feat, G_VGG, D_real, D_fake of 3 iterations of the original's train loop.
+
+  Iteration 0 is the networks and losses from the same weights: within 2e-6 (1.8e-7
+  at most, measured). Iterations 1 and 2 follow Adam updates, whose first steps are
+  nearly lr * sign(g), so rounding-level differences in near-zero gradient entries
+  move whole steps: on one CPU our two conv lowerings (HDGAN_CONV_LOWERING=xla and
+  =matmul, both exact to rounding) give losses 4.5e-4 apart there, and code that
+  was within 2e-4 on the 2-core EPYC is 3.5e-4 off on the 2-core Xeon. Hence 1e-3.
+  """
   z = ref('train_losses.npz')
   c = config_lib.get_config()
   c.model = tiny_model(ngf=8, n_downsample_global=2, n_blocks_global=1, ndf=8, num_D=2)
@@ -71,7 +79,8 @@ def test_three_train_steps_match_original_losses(vgg19_file):
     batch = {'label': z['labels'][k], 'inst': z['insts'][k], 'image': z['images'][k]}
     state, m = fn(state, batch)
     got = [float(m[n]) for n in ('G_GAN', 'G_GAN_Feat', 'G_VGG', 'D_real', 'D_fake')]
-    np.testing.assert_allclose(got, z['losses'][k], rtol=2e-4, err_msg=f'iteration {k}')
+    np.testing.assert_allclose(got, z['losses'][k], rtol=2e-6 if k == 0 else 1e-3,
+                               err_msg=f'iteration {k}')
 
 
 @pytest.mark.parametrize('mode', ['lsgan', 'vanilla', 'hinge'])
