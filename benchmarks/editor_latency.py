@@ -25,7 +25,7 @@ from absl import app, flags
 import jax
 import numpy as np
 
-from hdgan_jax import models, render, run as run_lib
+from hdgan_jax import host_memory, models, render, run as run_lib
 from hdgan_jax.data import demo
 from hdgan_jax.editor_session import Session
 
@@ -82,6 +82,7 @@ def time_size(height, width, edits):
 
 def main(argv):
   del argv
+  host_memory.use_memory_scheduler()  # as hdgan-editor does
   results = []
   for size in FLAGS.sizes:
     h, w = (int(v) for v in size.split('x'))

@@ -34,7 +34,7 @@ from absl import app, flags
 from ml_collections import config_flags
 import numpy as np
 
-from hdgan_jax import console, render, run as run_lib
+from hdgan_jax import console, host_memory, render, run as run_lib
 from hdgan_jax.data import pipeline
 from hdgan_jax.editor_server import Server, is_loopback, serve
 from hdgan_jax.editor_session import (DEFAULT_SAVE_NAME, MAX_HISTORY, SAVE_NAMES,  # noqa: F401
@@ -177,6 +177,7 @@ def define_flags():
 def run():
   """Console script ``hdgan-editor``."""
   console.quiet_native_logs()
+  host_memory.use_memory_scheduler()  # renders only: XLA:CPU's memory-minimising scheduler
   define_flags()
   app.run(main)
 

@@ -17,7 +17,7 @@ Two things, both measured on the 2-core EPYC (README, CPU convolutions):
   does not: at 2048x1024 (local G) it ran 5-10 % slower with it (8.8-9.3
   against 8.1-8.4 s, two runs each; why was not measured).
 * :func:`use_memory_scheduler`: inference processes (``--mode=generate``,
-  ``evaluate``, ``encode_features``) compile with XLA:CPU's memory-minimising
+  ``evaluate``, ``encode_features``, ``hdgan-editor``) compile with XLA:CPU's memory-minimising
   scheduler. On a forward chain the default, concurrency-optimised one gains no
   parallelism and keeps many more full-size activations live, and every byte of
   temp is faulted in afresh on each call: global G, ngf 64, 512x1024 on the
