@@ -1,11 +1,13 @@
 """Host memory: how glibc's malloc serves XLA:CPU, and giving back what the compiler freed.
 
-Two things, both measured on the 2-core EPYC (README, CPU convolutions):
+Three things, the first two measured on the 2-core EPYC, the third on the 2-core
+Xeon (README, CPU convolutions and Memory):
 
 * :func:`trim`: compiling the train step frees about 650 MB (256x512, ngf 32)
   that malloc keeps in its arenas, so without a trim the step's own buffers land
-  on top of it. Called once after compiling and once after the first step, by
-  training and by ``benchmarks/train_step.py``.
+  on top of it. Called after compiling, after the init (or restore) has run and
+  after the first step, by training and by ``benchmarks/train_step.py``, and
+  after each synchronous checkpoint save.
 * :func:`reexec_with_huge_pages`: each XLA:CPU execution allocates its temp
   buffers afresh (698 MiB for the 256x512 step); blocks that big are mmap'd
   and unmapped by malloc every step, so every step faults in ~180k new 4 KiB
