@@ -16,11 +16,9 @@ residual blocks' 18 patch matrices of 9 MiB and D's 4x4 ones); 516 -> 423 MiB
 temp and 3599 -> 3418 MiB peak at 128x256 (ngf 64, VGG19, num_D 3). Step times
 unchanged (the same copies are made, later).
 
-:func:`conv_strided` is XLA's strided conv, forward and gradients, with its
-kernel gradient reading ``after(x, dy)``.
+Used by every CPU kernel gradient that reads a forward input: :mod:`conv_matmul`
+(stride 1, transposed) and :mod:`conv_strided`.
 """
-
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -36,27 +34,3 @@ def after(x, dy):
   """
   first = lax.slice(dy, (0,) * dy.ndim, (1,) * dy.ndim).reshape(())
   return x + jnp.zeros((), x.dtype) * first.astype(x.dtype)
-
-
-def _conv(x, w, stride: int, padding: int):
-  return lax.conv_general_dilated(x, w, (stride, stride), ((padding, padding),) * 2,
-                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def conv_strided(x, w, stride: int, padding: int):
-  """``F.conv2d(x, w, stride, padding)`` (NHWC / HWIO) by XLA, its kernel gradient deferred."""
-  return _conv(x, w, stride, padding)
-
-
-def _conv_strided_fwd(x, w, stride, padding):
-  return _conv(x, w, stride, padding), (x, w)
-
-
-def _conv_strided_bwd(stride, padding, res, dy):
-  x, w = res
-  dy = dy.astype(x.dtype)
-  return jax.vjp(lambda x, w: _conv(x, w, stride, padding), after(x, dy), w)[1](dy)
-
-
-conv_strided.defvjp(_conv_strided_fwd, _conv_strided_bwd)

@@ -18,12 +18,10 @@ big operands instead:
 * :func:`outtaps`: for few output channels (D's last conv to 1): one matmul
   to k*k*O channels, then k*k shifted adds.
 
-Strided convs stay XLA's (forward and gradients measured as fast or faster
-than any rewrite here). Transposed convs keep XLA's forward and input gradient
-and take only their kernel gradients, which XLA:CPU runs as slow rhs-dilated
-convs (0.6-0.75 s against 0.04-0.14 s), through :func:`kernel_grad`
-(:func:`conv_transpose`). Which lowering runs for which shape is
-:func:`pick_s1`'s table, from ``benchmarks/conv_layers.py``.
+Strided and transposed convs are :mod:`conv_strided`'s; the transposed convs'
+kernel gradients, which XLA:CPU runs as slow rhs-dilated convs (0.6-0.75 s
+against 0.04-0.14 s), are :func:`kernel_grad` here. Which lowering runs for
+which stride-1 shape is :func:`pick_s1`'s table, from ``benchmarks/conv_layers.py``.
 
 :func:`conv_s1` wraps the stride-1 lowerings in a custom VJP whose input
 gradient is one matmul to k*k*C channels followed by shifted adds
@@ -361,40 +359,3 @@ def _conv_s1_bwd(winograd_min, res, dy):
 
 _conv_s1.defvjp(_conv_s1_fwd, _conv_s1_bwd)
 conv_s1 = jax.jit(_conv_s1, static_argnums=2)  # one compiled call per shape when run eagerly; inlined under jit
-
-
-def _transposed(x, kernel, s: int, padding: int, output_padding: int):
-  k = kernel.shape[0]
-  lo = k - 1 - padding
-  return _xla(x, kernel[::-1, ::-1], 1, (s, s), ((lo, lo + output_padding),) * 2)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _conv_transpose(x, kernel, s: int, padding: int, output_padding: int):
-  """``F.conv_transpose2d`` (kernel (k, k, in, out), PyTorch's orientation).
-
-  XLA's lhs-dilated conv forward and its input gradient (a strided conv); the
-  kernel gradient, an rhs-dilated conv in XLA, as matmuls: dK[t] = sum_a
-  x[a]^T dy[s*a + t - padding], the stride-s correlation of the padded dy with x.
-  """
-  return _transposed(x, kernel, s, padding, output_padding)
-
-
-def _conv_transpose_fwd(x, kernel, s, padding, output_padding):
-  return _transposed(x, kernel, s, padding, output_padding), (x, kernel)
-
-
-def _conv_transpose_bwd(s, padding, output_padding, res, dy):
-  x, kernel = res
-  k, h = kernel.shape[0], x.shape[1]
-  dy = dy.astype(x.dtype)
-  dx = jax.vjp(lambda x: _transposed(x, kernel, s, padding, output_padding), x)[1](dy)[0]
-  need_h, need_w = s * (h - 1) + k, s * (x.shape[2] - 1) + k
-  dyp = jnp.pad(dy, ((0, 0), (padding, 0), (padding, 0), (0, 0)))[:, :need_h, :need_w]
-  dyp = jnp.pad(dyp, ((0, 0), (0, need_h - dyp.shape[1]), (0, need_w - dyp.shape[2]), (0, 0)))
-  dk = kernel_grad(dyp, x, k, s)  # (k, k, out, in)
-  return dx, dk.transpose(0, 1, 3, 2).astype(kernel.dtype)
-
-
-_conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
-conv_transpose = jax.jit(_conv_transpose, static_argnums=(2, 3, 4))

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from hdgan_jax.models import conv_defer, conv_lookup, conv_matmul
+from hdgan_jax.models import conv_lookup, conv_matmul, conv_strided
 
 KINDS = ('auto', 'xla', 'matmul')
 ENV = 'HDGAN_CONV_LOWERING'
@@ -133,8 +133,8 @@ def conv2d(x, kernel, stride: int = 1, padding: int = 0):
   if kind == 'xla':
     return lax.conv_general_dilated(x, kernel, (stride, stride), ((padding, padding),) * 2,
                                     dimension_numbers=_DN)
-  if stride > 1:  # XLA's own, forward and gradients, measured fastest on CPU too
-    return conv_defer.conv_strided(x, kernel, stride, padding)
+  if stride > 1:  # XLA's forward (near its matmul rate); gradients per conv_strided.grad_kinds
+    return conv_strided.conv(x, kernel, stride, padding)
   if padding:
     x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
   return conv_matmul.conv_s1(x, kernel, _winograd_min.get())
@@ -143,8 +143,9 @@ def conv2d(x, kernel, stride: int = 1, padding: int = 0):
 def conv_transpose2d(x, kernel, stride: int, padding: int, output_padding: int):
   """``F.conv_transpose2d``; ``kernel`` is (kH, kW, in, out) in PyTorch's orientation.
 
-  'matmul': XLA's forward and input gradient, the kernel gradient as matmuls
-  (:func:`conv_matmul.conv_transpose`).
+  'matmul': the forward phase-wise (stride-1 convs, where that wins), the
+  input gradient XLA's strided conv, the kernel gradient as matmuls
+  (:func:`conv_strided.conv_transpose`).
   """
   k, s = kernel.shape[0], stride
   lo = k - 1 - padding
@@ -152,7 +153,7 @@ def conv_transpose2d(x, kernel, stride: int, padding: int, output_padding: int):
     return lax.conv_general_dilated(x, kernel[::-1, ::-1], (1, 1),
                                     ((lo, lo + output_padding),) * 2, lhs_dilation=(s, s),
                                     dimension_numbers=_DN)
-  return conv_matmul.conv_transpose(x, kernel, stride, padding, output_padding)
+  return conv_strided.conv_transpose(x, kernel, stride, padding, output_padding)
 
 
 def categorical_conv2d(x, kernel, pad: int, onehot_nc: int, binary_nc: int, dense,
