@@ -110,7 +110,8 @@ def test_grad_kinds_follow_the_measurements():
   assert kinds((1, 65, 129, 128), (4, 4, 128, 256)) == ('phases', 'shifted')  # D layer 2
   assert kinds((1, 256, 512, 3), (4, 4, 3, 64)) == ('phases', 'xla')          # D's image part
   assert kinds((1, 33, 65, 128), (4, 4, 128, 256)) == ('phases', 'xla')       # small map
-  assert kinds((1, 256, 512, 32), (3, 3, 32, 64), p=1) == ('phases', 'xla')   # G's down_0
+  assert kinds((1, 256, 512, 32), (3, 3, 32, 64), p=1) == ('phases', 'shifted')  # G's down_0
+  assert kinds((1, 128, 256, 16), (3, 3, 16, 32), p=1) == ('phases', 'xla')   # under 1 GFLOP
   assert kinds((1, 32, 64, 256), (3, 3, 256, 512), p=1) == ('xla', 'xla')     # G's down_3
 
 

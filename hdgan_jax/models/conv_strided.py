@@ -12,15 +12,18 @@ gradients are then unit-stride:
   third of it or less.
 * kernel gradient: dw[s*a + si, s*b + sj] = sum_p xs[p + (a, b)]^T dy[p], where
   ``xs`` is the padded input space-to-depth (s*s*C channels). Shifting ``dy``
-  instead of ``xs`` makes all T*T taps one matmul, ``xs``^T against the T*T
-  shifted copies of ``dy`` side by side (:func:`kernel_grad`; banded over rows
-  at large maps). It reads ``xs`` through :func:`conv_defer.after`, so the
-  copy is made in the backward pass.
+  instead of ``xs`` makes all T*T taps one matmul, the T*T shifted copies of
+  ``dy`` against ``xs`` (:func:`kernel_grad`; banded over rows at large maps).
+  It reads ``xs`` through :func:`conv_defer.after`, so the copy is made in the
+  backward pass.
 
-Measured for D's 4x4 stride-2 convs of the 256x512 model (2-core Xeon,
-huge pages, a scratch timing; XLA's own against these): 64->128 channels at
-129x257, input gradient 18 -> 9 ms, kernel gradient 41 -> 21 ms; 128->256 at
-65x129, 14 -> 10 and 28.5 -> 15 ms.
+Measured for the 256x512 model's convs (2-core Xeon, huge pages, fastest of
+9-21 alternating calls in scratch timings; XLA's own against these): D's
+64->128 at 129x257, input gradient 17 -> 9 ms, kernel gradient 42 -> 21 ms;
+128->256 at 65x129, 11 -> 8 and 23.5 -> 13.5 ms; G's down_1 (3x3, 64->128 at
+128x256) kernel gradient 32 -> 20 ms. :func:`grad_kinds` picks per shape.
+Transposed convs (:func:`conv_transpose`) are the strided conv's adjoint, so
+their forward is :func:`input_grad`.
 """
 
 import functools
@@ -93,26 +96,34 @@ def input_grad(dy, w, x_shape, s: int, p: int):
 
 
 def kernel_grad(x, dy, k: int, s: int, p: int):
-  """dL/dw of ``conv(x, w, stride s, padding p)`` (k x k): xs^T @ [shifted dy], banded."""
+  """dL/dw of ``conv(x, w, stride s, padding p)`` (k x k): [shifted dy]^T @ xs, banded.
+
+  ``dy`` is moved channel-major first, so the T*T shifted copies stack along
+  the leading axis and the one matmul, (T*T*O, pixels) @ (pixels, s*s*C), has
+  both operands in its natural layout: with ``xs`` as the transposed operand
+  XLA:CPU copied it channel-major, fused with the space-to-depth, at 1 GB/s.
+  D's 64 -> 128 conv at 129x257: 26.3 -> 20.7 ms; G's down_0 (3x3, 32 -> 64 at
+  256x512) 46 -> 38 ms (fastest of 9 alternating calls, 2-core Xeon).
+  """
   n, oh, ow, o = dy.shape
   c = x.shape[-1]
   t = -(-k // s)
-  contract = lambda a, b: lax.dot_general(a, b, (((0, 1, 2), (0, 1, 2)), ((), ())),
-                                          preferred_element_type=jnp.float32)
   per = bands.rows_per_band(oh, n * (ow + t - 1) * t * t * o * dy.dtype.itemsize)
   rows = -(-oh // per) * per
-  dy = bands.pad_rows(dy, rows)
+  dyt = bands.pad_rows(dy, rows).transpose(3, 0, 1, 2)  # (O, n, rows, ow)
   xp = jnp.pad(conv_defer.after(x, dy), ((0, 0), (p, p), (p, p), (0, 0)))
   xs, _ = conv_matmul.space_to_depth(xp, t * s, s, oh, ow)  # (n, oh + T - 1, ow + T - 1, s*s*C)
   xs = bands.pad_rows(xs, rows + t - 1)
 
   def band(r0):  # this band's dy rows only, so no pair is counted twice
-    dyb = lax.dynamic_slice_in_dim(dy, r0, per, axis=1)
-    shifted = jnp.concatenate([jnp.pad(dyb, ((0, 0), (a, t - 1 - a), (b, t - 1 - b), (0, 0)))
-                               for a in range(t) for b in range(t)], axis=-1)
-    return contract(lax.dynamic_slice_in_dim(xs, r0, per + t - 1, axis=1), shifted)
-  g = jnp.sum(bands.map_bands(band, oh, per), axis=0)  # ((si, sj, C), (a, b, O))
-  g = g.reshape(s, s, c, t, t, o).transpose(3, 0, 4, 1, 2, 5).reshape(t * s, t * s, c, o)
+    d = lax.dynamic_slice_in_dim(dyt, r0, per, axis=2)
+    shifted = jnp.concatenate([jnp.pad(d, ((0, 0), (0, 0), (a, t - 1 - a), (b, t - 1 - b)))
+                               for a in range(t) for b in range(t)], axis=0)  # (T*T*O, n, R, S)
+    xb = lax.dynamic_slice_in_dim(xs, r0, per + t - 1, axis=1)
+    return lax.dot_general(shifted, xb, (((1, 2, 3), (0, 1, 2)), ((), ())),
+                           preferred_element_type=jnp.float32)
+  g = jnp.sum(bands.map_bands(band, oh, per), axis=0)  # ((a, b, O), (si, sj, C))
+  g = g.reshape(t, t, o, s, s, c).transpose(0, 3, 1, 4, 5, 2).reshape(t * s, t * s, c, o)
   return g[:k, :k]
 
 
@@ -130,16 +141,17 @@ def grad_kinds(x_shape, w_shape, s: int, p: int):
   (20.4 -> 10.1 ms at 256x512x32 -> 64, 9.4 -> 7.5 at 128x256x64 -> 128,
   medians of 21 alternating calls); at 128 channels it ties (5.6 against
   5.7 ms at 64x128), and it loses from 256. The shifted-dy kernel gradient
-  needs a map of at least 2048 output pixels, s*s*C >= 256 (the matmul's M; at
-  C = 3 it took 20 against XLA's 8 ms) and 1 GFLOP: XLA's kernel gradient is
-  near its matmul rate on small maps (3.3 ms for 0.55 GFLOP at 33x65) and
-  falls to a quarter of it on large ones (41 ms for 2.2 GFLOP at 65x129).
+  needs a map of at least 2048 output pixels, s*s*C >= 128 (the matmul's N; at
+  C = 3 it took 22.5 against XLA's 8.4 ms) and 1 GFLOP: XLA's kernel gradient
+  is near its matmul rate on small maps (3.2 against 3.5 ms for 0.55 GFLOP at
+  33x65) and falls to a quarter of it on large ones (42 ms for 2.2 GFLOP at
+  65x129; G's down_0, s*s*C = 128: 50 -> 41 ms).
   """
   k, _, c, o = w_shape
   _, oh, ow = _geometry(x_shape, k, s, p)
   dx = 'phases' if phases_win(k, s, c) else 'xla'
   pixels = x_shape[0] * oh * ow
-  big = pixels >= 2048 and s * s * c >= 256 and 2.0 * pixels * k * k * c * o >= 1e9
+  big = pixels >= 2048 and s * s * c >= 128 and 2.0 * pixels * k * k * c * o >= 1e9
   return dx, 'shifted' if big else 'xla'
 
 
