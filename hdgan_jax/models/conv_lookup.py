@@ -37,16 +37,21 @@ from jax import lax
 def categorical_index(x, onehot_nc: int, binary_nc: int):
   """(index map (N, H, W) int32, whether the categorical channels are exactly one-hot / 0-1).
 
-  The index is ``label * 2**binary_nc + edge``; a label is recovered as the
-  channel-weighted sum, exact for one-hot pixels (small integers in float32).
+  The index is ``label * 2 + edge`` (``label`` without an edge channel); it
+  and each pixel's label count come from one matmul of the categorical
+  channels with a (channels, 2) integer table: exact for 0/1 inputs (sums of
+  small integers in float32, 'highest' precision), the only ones it is used
+  for. A channel-axis reduction took 15 against 2.6 ms at 256x512x36 on the
+  2-core Xeon (XLA:CPU reduces a 36-wide minor axis poorly).
   """
   cat = x[..., :onehot_nc + binary_nc].astype(jnp.float32)
-  onehot = cat[..., :onehot_nc]
-  ok = jnp.all((cat == 0) | (cat == 1)) & jnp.all(jnp.sum(onehot, axis=-1) == 1)
-  index = jnp.sum(onehot * jnp.arange(onehot_nc, dtype=jnp.float32), axis=-1)
-  if binary_nc:
-    index = index * 2 + cat[..., onehot_nc]
-  return index.astype(jnp.int32), ok
+  scale = 2.0 if binary_nc else 1.0
+  table = [[scale * label, 1.0] for label in range(onehot_nc)]  # (index weight, count weight)
+  table += [[1.0, 0.0]] + [[0.0, 0.0]] * (binary_nc - 1) if binary_nc else []
+  z = lax.dot_general(cat, jnp.asarray(table, jnp.float32), (((cat.ndim - 1,), (0,)), ((), ())),
+                      precision=lax.Precision.HIGHEST)
+  ok = jnp.all((cat == 0) | (cat == 1)) & jnp.all(z[..., 1] == 1)
+  return z[..., 0].astype(jnp.int32), ok
 
 
 def _states(onehot_nc: int, binary_nc: int, pad_mode: str) -> int:
