@@ -4,9 +4,10 @@
   transposed conv, ``lhs_dilation``). cuDNN on GPU and the MXU on TPU run these
   at their best, so GPU and TPU get them.
 * ``'matmul'``: the rewrites of :mod:`hdgan_jax.models.conv_matmul`, where
-  every conv and both of its gradients run as large matmuls (XLA:CPU reaches
-  its matmul rate there and a third of it in its native conv), and G's first
-  conv on one-hot labels as a table lookup (:mod:`conv_lookup`). CPU only.
+  every stride-1 conv and both of its gradients run as large matmuls (XLA:CPU
+  reaches its matmul rate there and a third of it in its native conv), strided
+  and transposed convs as stride-1 work on phases (:mod:`conv_strided`), and
+  G's first conv on one-hot labels as a table lookup (:mod:`conv_lookup`). CPU only.
 * ``'auto'`` (default): ``'matmul'`` on CPU for convs of at least
   :data:`MATMUL_MIN_FLOPS` (below that XLA's own conv is as fast and compiles
   several times faster, which keeps tiny test models quick), ``'xla'`` on
