@@ -1,13 +1,13 @@
 """Strided convs on CPU: XLA's forward, both gradients as stride-1 work on phases.
 
 A stride-``s`` k x k conv reads each input phase (row % s, col % s) through a
-T x T sub-kernel, T = ceil(k / s) (the kernel zero-padded to T*s). Its two
-gradients are then unit-stride:
+sub-kernel of at most T x T taps, T = ceil(k / s). Its two gradients are then
+unit-stride:
 
 * input gradient: phase (si, sj) of the padded input's gradient is the full
-  T x T correlation of ``dy`` with the flipped sub-kernels W[s*a + si, s*b + sj]^T.
-  All s*s phases are one stride-1 XLA conv of ``dy`` to s*s*C channels
-  (:func:`input_grad`), then depth-to-space. XLA:CPU runs stride-1 convs near
+  correlation of ``dy`` with the flipped sub-kernel W[s*a + si, s*b + sj]^T:
+  stride-1 XLA convs of ``dy`` (one to s*s*C channels when s divides k, else
+  one per phase; :func:`input_grad`), then depth-to-space. XLA:CPU runs stride-1 convs near
   its matmul rate, its strided convs' input gradient (an lhs-dilated conv) at a
   third of it or less.
 * kernel gradient: dw[s*a + si, s*b + sj] = sum_p xs[p + (a, b)]^T dy[p], where
@@ -47,13 +47,6 @@ def _geometry(x_shape, k: int, s: int, p: int):
   oh = (x_shape[1] + 2 * p - k) // s + 1
   ow = (x_shape[2] + 2 * p - k) // s + 1
   return -(-k // s), oh, ow
-
-
-def _padded_kernel(w, s: int):
-  """``w`` zero-padded at the far end to (T*s, T*s, C, O)."""
-  k = w.shape[0]
-  kk = -(-k // s) * s
-  return jnp.pad(w, ((0, kk - k), (0, kk - k), (0, 0), (0, 0))) if kk != k else w
 
 
 def _phase_taps(k: int, s: int, phase: int) -> int:
@@ -101,9 +94,10 @@ def kernel_grad(x, dy, k: int, s: int, p: int):
   ``dy`` is moved channel-major first, so the T*T shifted copies stack along
   the leading axis and the one matmul, (T*T*O, pixels) @ (pixels, s*s*C), has
   both operands in its natural layout: with ``xs`` as the transposed operand
-  XLA:CPU copied it channel-major, fused with the space-to-depth, at 1 GB/s.
-  D's 64 -> 128 conv at 129x257: 26.3 -> 20.7 ms; G's down_0 (3x3, 32 -> 64 at
-  256x512) 46 -> 38 ms (fastest of 9 alternating calls, 2-core Xeon).
+  XLA:CPU copied it channel-major, fused with the space-to-depth, at 1 GB/s
+  (that layout against this one: D's 64 -> 128 conv at 129x257 26.3 -> 20.7 ms,
+  G's down_0, 3x3 32 -> 64 at 256x512, 46 -> 38 ms; fastest of 9 alternating
+  calls, 2-core Xeon).
   """
   n, oh, ow, o = dy.shape
   c = x.shape[-1]
