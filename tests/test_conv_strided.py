@@ -86,7 +86,8 @@ def test_phase_gradients_property(h, w, k, s, p, cin, n, patch):
   orig = conv_bands.PATCH_BYTES
   conv_bands.PATCH_BYTES = patch or orig  # bands of one or two dy rows
   try:
-    got_dw = jax.jit(conv_strided.kernel_grad, static_argnums=(2, 3, 4))(x, dy, k, s, p)
+    # a fresh function per example: a shared one would reuse a trace banded (or not) before
+    got_dw = jax.jit(lambda x, dy: conv_strided.kernel_grad(x, dy, k, s, p))(x, dy)
   finally:
     conv_bands.PATCH_BYTES = orig
   got_dx = jax.jit(lambda dy, w: conv_strided.input_grad(dy, w, x.shape, s, p))(dy, kern)

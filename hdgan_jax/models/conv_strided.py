@@ -177,7 +177,8 @@ def _conv_bwd(stride, padding, res, dy):
 conv.defvjp(_conv_fwd, _conv_bwd)
 
 
-def _transposed_xla(x, kernel, s: int, padding: int, output_padding: int):
+def transposed_xla(x, kernel, s: int, padding: int, output_padding: int):
+  """``F.conv_transpose2d`` as XLA's lhs-dilated conv (the 'xla' lowering's, GPU's and TPU's)."""
   k = kernel.shape[0]
   lo = k - 1 - padding
   return lax.conv_general_dilated(x, kernel[::-1, ::-1], (1, 1), ((lo, lo + output_padding),) * 2,
@@ -194,7 +195,7 @@ def _transposed(x, kernel, s: int, padding: int, output_padding: int):
   """
   k, cout = kernel.shape[0], kernel.shape[3]
   if not phases_win(k, s, cout):
-    return _transposed_xla(x, kernel, s, padding, output_padding)
+    return transposed_xla(x, kernel, s, padding, output_padding)
   n, h, w = x.shape[:3]
   out = (n, (h - 1) * s - 2 * padding + k + output_padding,
          (w - 1) * s - 2 * padding + k + output_padding, cout)

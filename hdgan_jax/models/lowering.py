@@ -148,12 +148,8 @@ def conv_transpose2d(x, kernel, stride: int, padding: int, output_padding: int):
   input gradient XLA's strided conv, the kernel gradient as matmuls
   (:func:`conv_strided.conv_transpose`).
   """
-  k, s = kernel.shape[0], stride
-  lo = k - 1 - padding
   if resolve(flops=_flops(x.shape[0], x.shape[1], x.shape[2], kernel.size)) == 'xla':
-    return lax.conv_general_dilated(x, kernel[::-1, ::-1], (1, 1),
-                                    ((lo, lo + output_padding),) * 2, lhs_dilation=(s, s),
-                                    dimension_numbers=_DN)
+    return conv_strided.transposed_xla(x, kernel, stride, padding, output_padding)
   return conv_strided.conv_transpose(x, kernel, stride, padding, output_padding)
 
 
