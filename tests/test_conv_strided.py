@@ -117,10 +117,13 @@ def test_grad_kinds_follow_the_measurements():
 
 
 @pytest.mark.parametrize('k,s,p,op', [(3, 2, 1, 1), (3, 2, 1, 0), (4, 2, 1, 0), (3, 3, 0, 2)])
-@pytest.mark.parametrize('phases', [True, False])
-def test_transposed_conv_equals_lax(monkeypatch, k, s, p, op, phases):
-  """conv_transpose (phase-wise or XLA's forward) and both gradients equal lax's, in float64."""
+@pytest.mark.parametrize('phases,shifted', [(True, False), (False, True), (True, True)])
+def test_transposed_conv_equals_lax(monkeypatch, k, s, p, op, phases, shifted):
+  """conv_transpose (phase-wise or XLA's forward; per-tap or shifted kernel gradient) and both
+  gradients equal lax's, in float64."""
   monkeypatch.setattr(conv_strided, 'phases_win', lambda *a: phases)
+  monkeypatch.setattr(conv_strided, 'TRANSPOSED_SHIFTED_MIN_PIXELS', 0 if shifted else 1 << 40)
+  monkeypatch.setattr(conv_strided, 'TRANSPOSED_BAND_BYTES', 1024)  # several bands when shifted
   r = np.random.default_rng(k * 10 + op)
   x = jnp.asarray(r.standard_normal((2, 5, 7, 4)), jnp.float32)
   kern = jnp.asarray(r.standard_normal((k, k, 4, 6)) * 0.1, jnp.float32)  # (k, k, in, out)
@@ -137,3 +140,12 @@ def test_transposed_conv_equals_lax(monkeypatch, k, s, p, op, phases):
   _close(got_dx, want_dx, 'dx')
   _, want_dw = _numpy_grads(dy, np.asarray(kern).transpose(0, 1, 3, 2), s, p, np.asarray(x))
   _close(got_dw, want_dw.transpose(0, 1, 3, 2), 'dw')
+
+
+def test_channel_major_is_the_transpose_exactly():
+  """The identity matmul moves channels first bit for bit (finite inputs, any magnitude)."""
+  r = np.random.default_rng(3)
+  a = r.standard_normal((2, 5, 7, 9)) * np.exp(r.uniform(-30, 30, (2, 5, 7, 9)))
+  a = jnp.asarray(a, jnp.float32)
+  got = jax.jit(conv_strided.channel_major)(a)
+  np.testing.assert_array_equal(np.asarray(got), np.asarray(a).transpose(3, 0, 1, 2))

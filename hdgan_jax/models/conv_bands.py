@@ -19,9 +19,9 @@ def dot(a, b):
   return y.astype(a.dtype)
 
 
-def rows_per_band(rows: int, bytes_per_row: int) -> int:
-  """Output rows per band so that a band's matrices stay under PATCH_BYTES."""
-  return max(1, min(rows, PATCH_BYTES // max(int(bytes_per_row), 1)))
+def rows_per_band(rows: int, bytes_per_row: int, limit: int = 0) -> int:
+  """Output rows per band so that a band's matrices stay under ``limit`` (default PATCH_BYTES)."""
+  return max(1, min(rows, (limit or PATCH_BYTES) // max(int(bytes_per_row), 1)))
 
 
 def pad_rows(x, rows: int):

@@ -23,7 +23,8 @@ Measured for the 256x512 model's convs (2-core Xeon, huge pages, fastest of
 128->256 at 65x129, 11 -> 8 and 23.5 -> 13.5 ms; G's down_1 (3x3, 64->128 at
 128x256) kernel gradient 32 -> 20 ms. :func:`grad_kinds` picks per shape.
 Transposed convs (:func:`conv_transpose`) are the strided conv's adjoint, so
-their forward is :func:`input_grad`.
+their forward is :func:`input_grad`, and on large maps their kernel gradient is
+:func:`kernel_grad` (:func:`transposed_kernel_grad`).
 """
 
 import functools
@@ -88,11 +89,29 @@ def input_grad(dy, w, x_shape, s: int, p: int):
   return full[:, p:p + h, p:p + wd]
 
 
-def kernel_grad(x, dy, k: int, s: int, p: int):
+def channel_major(a):
+  """``a.transpose(3, 0, 1, 2)``, exactly, as a matmul with the identity: (C, C) @ a^T.
+
+  XLA:CPU fuses a transpose with its elementwise producer (here the output
+  gradient, an instance norm's backward) and then with every consumer: the
+  T*T shifted copies of the kernel gradient each recomputed the norm's backward
+  through a transposing read, at 0.4 GB/s (47 ms for D's 64 -> 128 conv at
+  129x257). Behind a dot the transposed copy is made once, and the dot's own
+  cost is 2*C/T^2 of the kernel gradient's. Exact: each output is one product
+  with 1 plus zeros (a non-finite entry turns its pixel's column non-finite,
+  as it would make the kernel gradient). The 256x512 train step: median 1.97
+  -> 1.77 s, fastest step 1.75 -> 1.62 s (``benchmarks/train_step.py``, two
+  alternating runs each, 2-core Xeon).
+  """
+  return lax.dot_general(jnp.eye(a.shape[-1], dtype=a.dtype), a, (((1,), (a.ndim - 1,)), ((), ())),
+                         precision=lax.Precision.HIGHEST)
+
+
+def kernel_grad(x, dy, k: int, s: int, p: int, band_bytes: int = 0):
   """dL/dw of ``conv(x, w, stride s, padding p)`` (k x k): [shifted dy]^T @ xs, banded.
 
-  ``dy`` is moved channel-major first, so the T*T shifted copies stack along
-  the leading axis and the one matmul, (T*T*O, pixels) @ (pixels, s*s*C), has
+  ``dy`` is moved channel-major first (:func:`channel_major`, so the copy is
+  made once), so the T*T shifted copies stack along the leading axis and the one matmul, (T*T*O, pixels) @ (pixels, s*s*C), has
   both operands in its natural layout: with ``xs`` as the transposed operand
   XLA:CPU copied it channel-major, fused with the space-to-depth, at 1 GB/s
   (that layout against this one: D's 64 -> 128 conv at 129x257 26.3 -> 20.7 ms,
@@ -102,9 +121,9 @@ def kernel_grad(x, dy, k: int, s: int, p: int):
   n, oh, ow, o = dy.shape
   c = x.shape[-1]
   t = -(-k // s)
-  per = bands.rows_per_band(oh, n * (ow + t - 1) * t * t * o * dy.dtype.itemsize)
+  per = bands.rows_per_band(oh, n * (ow + t - 1) * t * t * o * dy.dtype.itemsize, band_bytes)
   rows = -(-oh // per) * per
-  dyt = bands.pad_rows(dy, rows).transpose(3, 0, 1, 2)  # (O, n, rows, ow)
+  dyt = channel_major(bands.pad_rows(dy, rows))  # (O, n, rows, ow)
   xp = jnp.pad(conv_defer.after(x, dy), ((0, 0), (p, p), (p, p), (0, 0)))
   xs, _ = conv_matmul.space_to_depth(xp, t * s, s, oh, ow)  # (n, oh + T - 1, ow + T - 1, s*s*C)
   xs = bands.pad_rows(xs, rows + t - 1)
@@ -177,6 +196,29 @@ def _conv_bwd(stride, padding, res, dy):
 conv.defvjp(_conv_fwd, _conv_bwd)
 
 
+# The transposed conv's kernel gradient is the strided conv's (of its output
+# gradient, against its input; :func:`kernel_grad`) from this many input pixels,
+# in bands of at most TRANSPOSED_BAND_BYTES of shifted copies. G's 64 -> 32
+# upsampling conv at 128x256: 52-53 -> 42-44 ms against the per-tap matmuls
+# (unbanded 37 ms, but 20 MiB more XLA temp in the 256x512 step, where it sat at
+# the peak); 128 -> 64 at 64x128: 20 ms either way, 25 ms banded; at 32x64 the
+# per-tap matmuls win, 9.5 against 11 ms (fastest of 11 alternating calls,
+# 2-core Xeon).
+TRANSPOSED_SHIFTED_MIN_PIXELS = 16384
+TRANSPOSED_BAND_BYTES = 8 << 20
+
+
+def transposed_kernel_grad(x, dy, k: int, s: int, padding: int):
+  """dL/dkernel (k, k, in, out) of ``F.conv_transpose2d(x, kernel, s, padding, .)`` given its ``dy``."""
+  if x.shape[0] * x.shape[1] * x.shape[2] >= TRANSPOSED_SHIFTED_MIN_PIXELS:
+    return kernel_grad(dy, x, k, s, padding, band_bytes=TRANSPOSED_BAND_BYTES).transpose(0, 1, 3, 2)
+  h, w = x.shape[1], x.shape[2]
+  need_h, need_w = s * (h - 1) + k, s * (w - 1) + k
+  dyp = jnp.pad(dy, ((0, 0), (padding, 0), (padding, 0), (0, 0)))[:, :need_h, :need_w]
+  dyp = jnp.pad(dyp, ((0, 0), (0, need_h - dyp.shape[1]), (0, need_w - dyp.shape[2]), (0, 0)))
+  return conv_matmul.kernel_grad(dyp, x, k, s).transpose(0, 1, 3, 2)  # per-tap matmuls
+
+
 def transposed_xla(x, kernel, s: int, padding: int, output_padding: int):
   """``F.conv_transpose2d`` as XLA's lhs-dilated conv (the 'xla' lowering's, GPU's and TPU's)."""
   k = kernel.shape[0]
@@ -209,7 +251,7 @@ def _conv_transpose(x, kernel, s: int, padding: int, output_padding: int):
   Forward: :func:`_transposed`. Input gradient: the strided conv it is the
   adjoint of, XLA's (fast forward conv). Kernel gradient, an rhs-dilated conv
   in XLA, as matmuls: dK[t] = sum_a x[a]^T dy[s*a + t - padding], the stride-s
-  correlation of the padded dy with x (:func:`conv_matmul.kernel_grad`).
+  correlation of the padded dy with x (:func:`transposed_kernel_grad`).
   """
   return _transposed(x, kernel, s, padding, output_padding)
 
@@ -220,14 +262,11 @@ def _conv_transpose_fwd(x, kernel, s, padding, output_padding):
 
 def _conv_transpose_bwd(s, padding, output_padding, res, dy):
   x, kernel = res
-  k, h = kernel.shape[0], x.shape[1]
+  k = kernel.shape[0]
   dy = dy.astype(x.dtype)
   dx = _xla(dy, kernel.transpose(0, 1, 3, 2).astype(dy.dtype), s, padding)
-  need_h, need_w = s * (h - 1) + k, s * (x.shape[2] - 1) + k
-  dyp = jnp.pad(dy, ((0, 0), (padding, 0), (padding, 0), (0, 0)))[:, :need_h, :need_w]
-  dyp = jnp.pad(dyp, ((0, 0), (0, need_h - dyp.shape[1]), (0, need_w - dyp.shape[2]), (0, 0)))
-  dk = conv_matmul.kernel_grad(dyp, x, k, s)  # (k, k, out, in)
-  return dx, dk.transpose(0, 1, 3, 2).astype(kernel.dtype)
+  dk = transposed_kernel_grad(x, dy, k, s, padding)
+  return dx, dk.astype(kernel.dtype)
 
 
 _conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
