@@ -147,5 +147,5 @@ def test_channel_major_is_the_transpose_exactly():
   r = np.random.default_rng(3)
   a = r.standard_normal((2, 5, 7, 9)) * np.exp(r.uniform(-30, 30, (2, 5, 7, 9)))
   a = jnp.asarray(a, jnp.float32)
-  got = jax.jit(conv_strided.channel_major)(a)
+  got = jax.jit(conv_defer.channel_major)(a)
   np.testing.assert_array_equal(np.asarray(got), np.asarray(a).transpose(3, 0, 1, 2))

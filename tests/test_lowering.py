@@ -233,15 +233,16 @@ def test_cook_toom_transforms_are_exact():
 
 
 @pytest.mark.parametrize('h,w', [(8, 12), (7, 9)])  # even and odd output sizes
-@pytest.mark.parametrize('grad_tiles', [1, 10 ** 6])  # Winograd or im2col input gradient
-def test_four_by_four_winograd_agrees(monkeypatch, h, w, grad_tiles):
-  """D's wide stride-1 4x4 convs: F(2x2, 4x4) forward and input gradient, matmul kernel grad."""
+@pytest.mark.parametrize('grad_tiles,kgrad_tiles', [(1, 1), (1, 10 ** 6), (10 ** 6, 10 ** 6)])
+def test_four_by_four_winograd_agrees(monkeypatch, h, w, grad_tiles, kgrad_tiles):
+  """D's wide stride-1 4x4 convs: F(2x2, 4x4) forward and input gradient, Winograd or matmul kernel grad."""
   assert conv_matmul.pick_s1((1, 36, 68, 256), (4, 4, 256, 512), jnp.float32) == 'winograd'
   assert conv_matmul._grads((1, 36, 68, 256), (4, 4, 256, 512), jnp.float32) == 'winograd_matmul'
   assert conv_matmul.pick_s1((1, 21, 37, 128), (4, 4, 128, 256), jnp.float32) == 'im2col'
   monkeypatch.setattr(conv_matmul, 'WINOGRAD4_MIN_CHANNELS', 4)
   monkeypatch.setattr(conv_matmul, 'WINOGRAD4_MIN_TILES', 1)
   monkeypatch.setattr(conv_matmul, 'WINOGRAD4_MIN_GRAD_TILES', grad_tiles)
+  monkeypatch.setattr(conv_matmul, 'WINOGRAD4_MIN_KGRAD_TILES', kgrad_tiles)
   x, kern = _data(h + w, (2, h, w, 6), (4, 4, 6, 10))
   xp_shape = (2, h + 4, w + 4, 6)  # layers.conv2d pads 2 on each side
   assert conv_matmul.pick_s1(xp_shape, kern.shape, jnp.float32) == 'winograd'
@@ -249,6 +250,21 @@ def test_four_by_four_winograd_agrees(monkeypatch, h, w, grad_tiles):
       'winograd_matmul' if grad_tiles == 1 else 'matmul')
   _check(layers.conv2d, x, kern, 1, 2)
   assert _dots(lambda x: layers.conv2d(x, kern, 1, 2), x) >= 25 * (2 if grad_tiles == 1 else 1)
+
+
+@pytest.mark.parametrize('r', [3, 4])
+@pytest.mark.parametrize('h,w', [(9, 12), (8, 7)])  # even and odd output sizes
+def test_winograd_kernel_grad_equals_float64(r, h, w):
+  """conv_winograd.kernel_grad is sum_p window(x, i, j)^T dy, against a float64 reference."""
+  rng = np.random.default_rng(r * 100 + h)
+  x = rng.standard_normal((2, h, w, 5)).astype(np.float32)
+  dy = rng.standard_normal((2, h - r + 1, w - r + 1, 7)).astype(np.float32)
+  got = jax.jit(conv_winograd.kernel_grad, static_argnums=2)(x, dy, r)
+  want = np.stack([np.stack([np.einsum('nhwc,nhwo->co', x[:, i:i + dy.shape[1], j:j + dy.shape[2]]
+                                       .astype(np.float64), dy.astype(np.float64))
+                             for j in range(r)]) for i in range(r)])
+  assert got.shape == want.shape
+  np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=1e-4 * np.abs(want).max())
 
 
 @pytest.mark.parametrize('first', [0.5, -0.0, np.inf, np.nan])

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from hdgan_jax.models import conv_bands as bands, conv_defer, conv_rows
+from hdgan_jax.models import conv_winograd
 from hdgan_jax.models.conv_winograd import winograd
 
 # Forward Winograd from 64 channels (faster than XLA's conv from 32; the local enhancers'
@@ -57,10 +58,15 @@ IM2COL_KERNELS = (4,)  # stride-1 kernel sizes that run as (banded) im2col (D's 
 # channels and tiles, forward; their input gradient from WINOGRAD4_MIN_GRAD_TILES. At
 # 36x68x256 -> 512 (the 256x512 model's full-scale D, 561 tiles): forward 37 against
 # im2col's 92 ms, input gradient 46 against 57; at 153 tiles, forward 12 against 14 but
-# input gradient 29 against 13. Its kernel gradient stays kernel_grad's matmul.
+# input gradient 29 against 13. Its kernel gradient is Winograd too from
+# WINOGRAD4_MIN_KGRAD_TILES (conv_winograd.kernel_grad): 52 -> 35 ms at 561 tiles, a tie
+# at 153 (11.3 against 11.1 ms; fastest of 11 alternating calls, 2-core Xeon), with a
+# larger rounding error (5.9e-5 of the mean |dw| at worst, against 3.1e-6), so the
+# per-tap matmuls below it.
 WINOGRAD4_MIN_CHANNELS = 256
 WINOGRAD4_MIN_TILES = 128
 WINOGRAD4_MIN_GRAD_TILES = 256
+WINOGRAD4_MIN_KGRAD_TILES = 512
 # 3x3 convs on this many channels and under IM2COL3_MAX_TILES tiles run as im2col: one
 # matmul with K = 9C, both gradients as matmuls. Winograd's 16 matmuls are then too small:
 # at 16x32x512 (128 tiles) the forward took 15 against 19 ms and the input gradient 12
@@ -349,6 +355,8 @@ def _conv_s1_bwd(winograd_min, res, dy):
     return winograd(dyp, w, transpose=True), dw
   if kind == 'winograd_matmul':
     dx = winograd(dyp, w, transpose=True)
+    if _tiles(x.shape, k) >= WINOGRAD4_MIN_KGRAD_TILES:
+      return dx, conv_winograd.kernel_grad(x, dy, k).astype(w.dtype)
   elif w.shape[-1] > OUTTAPS_MAX_OUT:
     dx = input_grad(dy, w, x.shape)
   else:  # few output channels: z would be k*k*C wide for a K = O matmul

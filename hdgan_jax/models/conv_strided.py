@@ -89,29 +89,11 @@ def input_grad(dy, w, x_shape, s: int, p: int):
   return full[:, p:p + h, p:p + wd]
 
 
-def channel_major(a):
-  """``a.transpose(3, 0, 1, 2)``, exactly, as a matmul with the identity: (C, C) @ a^T.
-
-  XLA:CPU fuses a transpose with its elementwise producer (here the output
-  gradient, an instance norm's backward) and then with every consumer: the
-  T*T shifted copies of the kernel gradient each recomputed the norm's backward
-  through a transposing read, at 0.4 GB/s (47 ms for D's 64 -> 128 conv at
-  129x257). Behind a dot the transposed copy is made once, and the dot's own
-  cost is 2*C/T^2 of the kernel gradient's. Exact: each output is one product
-  with 1 plus zeros (a non-finite entry turns its pixel's column non-finite,
-  as it would make the kernel gradient). The 256x512 train step: median 1.97
-  -> 1.77 s, fastest step 1.75 -> 1.62 s (``benchmarks/train_step.py``, two
-  alternating runs each, 2-core Xeon).
-  """
-  return lax.dot_general(jnp.eye(a.shape[-1], dtype=a.dtype), a, (((1,), (a.ndim - 1,)), ((), ())),
-                         precision=lax.Precision.HIGHEST)
-
-
 def kernel_grad(x, dy, k: int, s: int, p: int, band_bytes: int = 0):
   """dL/dw of ``conv(x, w, stride s, padding p)`` (k x k): [shifted dy]^T @ xs, banded.
 
-  ``dy`` is moved channel-major first (:func:`channel_major`, so the copy is
-  made once), so the T*T shifted copies stack along the leading axis and the one matmul, (T*T*O, pixels) @ (pixels, s*s*C), has
+  ``dy`` is moved channel-major first (:func:`conv_defer.channel_major`, so the
+  copy is made once), so the T*T shifted copies stack along the leading axis and the one matmul, (T*T*O, pixels) @ (pixels, s*s*C), has
   both operands in its natural layout: with ``xs`` as the transposed operand
   XLA:CPU copied it channel-major, fused with the space-to-depth, at 1 GB/s
   (that layout against this one: D's 64 -> 128 conv at 129x257 26.3 -> 20.7 ms,
@@ -123,7 +105,7 @@ def kernel_grad(x, dy, k: int, s: int, p: int, band_bytes: int = 0):
   t = -(-k // s)
   per = bands.rows_per_band(oh, n * (ow + t - 1) * t * t * o * dy.dtype.itemsize, band_bytes)
   rows = -(-oh // per) * per
-  dyt = channel_major(bands.pad_rows(dy, rows))  # (O, n, rows, ow)
+  dyt = conv_defer.channel_major(bands.pad_rows(dy, rows))  # (O, n, rows, ow)
   xp = jnp.pad(conv_defer.after(x, dy), ((0, 0), (p, p), (p, p), (0, 0)))
   xs, _ = conv_matmul.space_to_depth(xp, t * s, s, oh, ow)  # (n, oh + T - 1, ow + T - 1, s*s*C)
   xs = bands.pad_rows(xs, rows + t - 1)

@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from hdgan_jax.models import conv_defer
+
 
 def cook_toom(r: int, points) -> tuple:
   """(B^T, G, A^T) of Winograd F(2, r) from r - 1 finite interpolation points and infinity.
@@ -138,3 +140,37 @@ def winograd(x, w, transpose: bool = False):
           for p in range(2)]
   y = jnp.stack(rows, axis=2).reshape(n, 2 * th, 2 * tw, o)
   return y[:, :oh, :ow].astype(x.dtype)
+
+
+def kernel_grad(x, dy, r: int):
+  """dL/dw of the stride-1 VALID r x r conv of ``x`` whose output gradient is ``dy``, by Winograd.
+
+  The forward's M = V U per transformed tap gives dU = V^T dM, dM the output
+  transform's adjoint applied to dy's 2x2 tiles, and dw = G^T dU G: (r+1)^2
+  matmuls contracting over the tiles, 2.56x fewer multiplies than the direct
+  correlation for r = 4. V is transformed from the channel-major input, so
+  each matmul's operands are in their natural layout ((C, tiles) @ (tiles, O)).
+  ``x`` is read through :func:`conv_defer.after`.
+  """
+  bt, g, at = TRANSFORMS[r]
+  nt = r + 1
+  n, h, wd, c = x.shape
+  o = dy.shape[-1]
+  oh, ow = h - r + 1, wd - r + 1
+  th, tw = -(-oh // 2), -(-ow // 2)
+  x = jnp.pad(conv_defer.after(x, dy), ((0, 0), (0, 2 * th - oh), (0, 2 * tw - ow), (0, 0)))
+  xt = conv_defer.channel_major(x)  # (C, n, H, W)
+  v = [_input_transform(a, bt, 3, tw) for a in _input_transform(xt, bt, 2, th)]  # (C, n, th, tw)
+  d = jnp.pad(dy, ((0, 0), (0, 2 * th - oh), (0, 2 * tw - ow), (0, 0)))
+  tiles = [[d[:, p::2, q::2] for q in range(2)] for p in range(2)]  # dy's tile entry (p, q)
+  # y[p, q] = sum_ij at[p, i] at[q, j] m[i][j], so dm[i][j] = sum_pq at[p, i] at[q, j] dy[p, q].
+  cols = [[_combine(tiles[p], at[:, j]) for j in range(nt)] for p in range(2)]
+  du = []
+  for i in range(nt):
+    for j in range(nt):
+      dm = _combine([cols[p][j] for p in range(2)], at[:, i])
+      du.append(lax.dot_general(v[i][j].reshape(c, -1), dm.reshape(-1, o), (((1,), (0,)), ((), ())),
+                                preferred_element_type=jnp.float32))
+  gg = np.einsum('ai,bj->ijab', g, g).reshape(r * r, nt * nt).astype(np.float32)
+  dw = lax.dot(jnp.asarray(gg), jnp.stack(du).reshape(nt * nt, c * o), precision=lax.Precision.HIGHEST)
+  return dw.reshape(r, r, c, o).astype(x.dtype)
