@@ -71,8 +71,7 @@ def test_winograd_agrees(monkeypatch, h, w, grad):
   _check(layers.conv2d, x, kern, 1, 1)
 
 
-@pytest.mark.parametrize('kgrad_tiles', [1, 10 ** 6])  # Winograd or per-tap kernel gradient
-def test_small_wide_three_by_three_runs_as_im2col(monkeypatch, kgrad_tiles):
+def test_small_wide_three_by_three_runs_as_im2col(monkeypatch):
   """G1's residual convs on maps too small for Winograd: im2col, both gradients as matmuls."""
   assert conv_matmul.pick_s1((1, 10, 18, 1024), (3, 3, 1024, 1024), jnp.float32) == 'im2col'
   assert conv_matmul.pick_s1((1, 18, 34, 512), (3, 3, 512, 512), jnp.float32) == 'im2col'  # 128 tiles
@@ -80,7 +79,6 @@ def test_small_wide_three_by_three_runs_as_im2col(monkeypatch, kgrad_tiles):
   assert conv_matmul.pick_s1((1, 18, 34, 256), (3, 3, 256, 256), jnp.float32) == 'winograd'
   assert conv_matmul.pick_s1((1, 10, 18, 256), (3, 3, 256, 256), jnp.float32) == 'xla'
   monkeypatch.setattr(conv_matmul, 'IM2COL3_MIN_CHANNELS', 6)
-  monkeypatch.setattr(conv_matmul, 'WINOGRAD3_MIN_KGRAD_TILES', kgrad_tiles)
   x, kern = _data(3, (2, 5, 7, 6), (3, 3, 6, 9))
   assert conv_matmul.pick_s1((2, 7, 9, 6), kern.shape, jnp.float32) == 'im2col'
   assert conv_matmul._grads((2, 7, 9, 6), kern.shape, jnp.float32) == 'matmul'

@@ -73,11 +73,6 @@ WINOGRAD4_MIN_KGRAD_TILES = 512
 # against 20 (Winograd) or 18 (XLA); at 512 tiles Winograd wins (39 against 82 ms).
 IM2COL3_MIN_CHANNELS = 512
 IM2COL3_MAX_TILES = 256
-# Their kernel gradient is Winograd F(2x2, 3x3) (conv_winograd.kernel_grad) from this many
-# tiles: at 16x32x512 (128 tiles) 11.5 -> 10.2 ms; at 8x16x1024 (32 tiles) it loses, 47
-# against 70 ms (fastest of 11 alternating calls, 2-core Xeon). Rounding 3.6e-6 of the
-# mean |dw| at worst against the per-tap matmuls' 5.6e-6.
-WINOGRAD3_MIN_KGRAD_TILES = 128
 ROWS_KERNEL = 7  # G's 7x7 convs: conv_rows' lowerings
 OUTTAPS_MAX_OUT = 4  # G's last conv to RGB, D's last conv to 1 channel
 
@@ -366,8 +361,6 @@ def _conv_s1_bwd(winograd_min, res, dy):
     dx = input_grad(dy, w, x.shape)
   else:  # few output channels: z would be k*k*C wide for a K = O matmul
     dx = _forward_s1(dyp, w[::-1, ::-1].transpose(0, 1, 3, 2), winograd_min)
-  if k == 3 and w.shape[-1] > OUTTAPS_MAX_OUT and _tiles(x.shape, k) >= WINOGRAD3_MIN_KGRAD_TILES:
-    return dx, conv_winograd.kernel_grad(x, dy, k).astype(w.dtype)  # the im2col 3x3 convs
   dw = kernel_grad(x, dy, k).astype(w.dtype)
   return dx, dw
 
