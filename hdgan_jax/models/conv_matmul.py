@@ -14,7 +14,8 @@ big operands instead:
 * :func:`winograd` (:mod:`conv_winograd`): F(2x2, 3x3) for stride-1 3x3 convs on 64+ channels (128+ in
   the VGG loss network; their input gradients too from 256 tiles): 16 matmuls of
   K = C on 4x4 input tiles, 2.25x fewer multiplies than direct; F(2x2, 4x4) for
-  D's stride-1 4x4 convs on 256+ channels: 25 matmuls, 2.56x fewer.
+  D's stride-1 4x4 convs on 256+ channels: 25 matmuls, 2.56x fewer (their kernel
+  gradient too from 512 tiles: :func:`conv_winograd.kernel_grad`).
 * :func:`outtaps`: for few output channels (D's last conv to 1): one matmul
   to k*k*O channels, then k*k shifted adds.
 

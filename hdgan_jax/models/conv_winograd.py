@@ -5,7 +5,8 @@ the (r+1)^2 transformed taps are as many matmuls over the channels, and
 A^T m A gives each 2x2 output tile: 2.25x fewer multiplies than direct for
 r = 3 (G's residual convs), 2.56x for r = 4 (D's wide stride-1 4x4 convs).
 :mod:`conv_matmul` picks it per shape (``pick_s1``) for the forward and, on
-enough tiles, for the input gradient.
+enough tiles, for the input gradient; D's wide 4x4 convs on 512+ tiles also take
+its kernel gradient (:func:`kernel_grad`).
 """
 
 from fractions import Fraction
