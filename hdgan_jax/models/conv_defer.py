@@ -43,10 +43,9 @@ def channel_major(a):
   The channel-major copies that kernel gradients contract over pixels with
   (:mod:`conv_strided`, :mod:`conv_winograd`). XLA:CPU fuses a transpose with
   its elementwise producer (there the output gradient, an instance norm's
-  backward) and then with every consumer: the
-  T*T shifted copies of the kernel gradient each recomputed the norm's backward
-  through a transposing read, at 0.4 GB/s (47 ms for D's 64 -> 128 conv at
-  129x257). Behind a dot the transposed copy is made once, and the dot's own
+  backward) and then with every consumer: the T*T shifted copies of the
+  strided kernel gradient each recomputed the norm's backward through a
+  transposing read, at 0.4 GB/s (47 ms for D's 64 -> 128 conv at 129x257). Behind a dot the transposed copy is made once, and the dot's own
   cost is 2*C/T^2 of the kernel gradient's. Exact: each output is one product
   with 1 plus zeros (a non-finite entry turns its pixel's column non-finite,
   as it would make the kernel gradient). The 256x512 train step: median 1.97

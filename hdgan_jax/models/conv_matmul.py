@@ -21,7 +21,8 @@ big operands instead:
 
 Strided and transposed convs are :mod:`conv_strided`'s; the transposed convs'
 kernel gradients, which XLA:CPU runs as slow rhs-dilated convs (0.6-0.75 s
-against 0.04-0.14 s), are :func:`kernel_grad` here. Which lowering runs for
+against 0.04-0.14 s), are :func:`kernel_grad` here on small maps
+(:func:`conv_strided.transposed_kernel_grad`). Which lowering runs for
 which stride-1 shape is :func:`pick_s1`'s table, from ``benchmarks/conv_layers.py``.
 
 :func:`conv_s1` wraps the stride-1 lowerings in a custom VJP whose input
@@ -39,8 +40,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from hdgan_jax.models import conv_bands as bands, conv_defer, conv_rows
-from hdgan_jax.models import conv_winograd
+from hdgan_jax.models import conv_bands as bands, conv_defer, conv_rows, conv_winograd
 from hdgan_jax.models.conv_winograd import winograd
 
 # Forward Winograd from 64 channels (faster than XLA's conv from 32; the local enhancers'

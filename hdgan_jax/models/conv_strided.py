@@ -93,8 +93,9 @@ def kernel_grad(x, dy, k: int, s: int, p: int, band_bytes: int = 0):
   """dL/dw of ``conv(x, w, stride s, padding p)`` (k x k): [shifted dy]^T @ xs, banded.
 
   ``dy`` is moved channel-major first (:func:`conv_defer.channel_major`, so the
-  copy is made once), so the T*T shifted copies stack along the leading axis and the one matmul, (T*T*O, pixels) @ (pixels, s*s*C), has
-  both operands in its natural layout: with ``xs`` as the transposed operand
+  copy is made once), so the T*T shifted copies stack along the leading axis
+  and the one matmul, (T*T*O, pixels) @ (pixels, s*s*C), has both operands in
+  its natural layout: with ``xs`` as the transposed operand
   XLA:CPU copied it channel-major, fused with the space-to-depth, at 1 GB/s
   (that layout against this one: D's 64 -> 128 conv at 129x257 26.3 -> 20.7 ms,
   G's down_0, 3x3 32 -> 64 at 256x512, 46 -> 38 ms; fastest of 9 alternating
@@ -193,6 +194,8 @@ TRANSPOSED_BAND_BYTES = 8 << 20
 def transposed_kernel_grad(x, dy, k: int, s: int, padding: int):
   """dL/dkernel (k, k, in, out) of ``F.conv_transpose2d(x, kernel, s, padding, .)`` given its ``dy``."""
   if x.shape[0] * x.shape[1] * x.shape[2] >= TRANSPOSED_SHIFTED_MIN_PIXELS:
+    # x takes the output gradient's part: its channel-major copy, too, waits for dy
+    x = conv_defer.after(x, dy)
     return kernel_grad(dy, x, k, s, padding, band_bytes=TRANSPOSED_BAND_BYTES).transpose(0, 1, 3, 2)
   h, w = x.shape[1], x.shape[2]
   need_h, need_w = s * (h - 1) + k, s * (w - 1) + k
